@@ -1,0 +1,1 @@
+"""Environments, teachers, students, the distillation loops and the command line."""

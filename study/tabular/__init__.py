@@ -1,0 +1,1 @@
+"""The tabular tier: batched finite MDPs, exact and sampled distillation."""

@@ -1,0 +1,227 @@
+"""The tabular distillation loop: many MDPs, variants and seeds as one tensor program.
+
+Instances are (MDP, variant, seed) triples. Rollouts of every instance are
+drawn together whatever their variant (every control policy is a mixture of
+teacher, student and uniform), and the surrogate is evaluated per variant
+group on its slice; one optimiser step updates all students at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from study.tabular import exact
+from study.tabular.mdp import MDPError, TabularMDP
+from study.tabular.metrics import METRICS, evaluate_students
+from study.tabular.rng import combine, instance_keys
+from study.tabular.rollout import rollout
+from study.tabular.students import Student
+from study.tabular.teachers import teacher_values
+from variants import Variant, surrogate
+from variants.policy import teacher_log_probs
+
+Mode = Literal["exact", "sampled"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How students are trained.
+
+    exact: expected updates (no sampling noise). sampled: ``episodes``
+    episodes per instance per iteration, each cut at ``max_steps``.
+    """
+
+    mode: Mode = "exact"
+    iterations: int = 1000
+    lr: float = 1.0
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    eval_every: int = 50
+    episodes: int = 1
+    max_steps: int = 1000
+    init_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("exact", "sampled"):
+            raise MDPError(f"mode: unknown mode {self.mode!r}; allowed: exact, sampled")
+        if self.optimizer not in ("sgd", "adam"):
+            raise MDPError(f"optimizer: unknown optimizer {self.optimizer!r}; allowed: sgd, adam")
+        for name in ("iterations", "eval_every", "episodes", "max_steps"):
+            if getattr(self, name) < 1:
+                raise MDPError(f"{name}: {getattr(self, name)} is out of range; allowed: {name} >= 1")
+        if not self.lr > 0:
+            raise MDPError(f"lr: {self.lr} is out of range; allowed: lr > 0")
+
+
+@dataclass
+class Plan:
+    """Which (MDP, variant, seed) each instance is."""
+
+    mdp_index: Tensor
+    variant_index: Tensor
+    seed: Tensor
+
+    @classmethod
+    def product(cls, n_mdps: int, n_variants: int, seeds: Sequence[int]) -> Plan:
+        """Every MDP x variant x seed, MDP-major."""
+        m, v, s = torch.meshgrid(torch.arange(n_mdps), torch.arange(n_variants),
+                                 torch.tensor(list(seeds), dtype=torch.int64), indexing="ij")
+        return cls(m.reshape(-1), v.reshape(-1), s.reshape(-1))
+
+    def __len__(self) -> int:
+        return len(self.mdp_index)
+
+
+@dataclass
+class Curves:
+    """Metrics along training: ``values[name]`` is ``[len(steps), N]``."""
+
+    steps: list[int]
+    values: dict[str, Tensor]
+    plan: Plan
+    teacher_return: Tensor
+    uniform_return: Tensor
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def final(self, name: str) -> Tensor:
+        return self.values[name][-1]
+
+
+@dataclass
+class _Group:
+    variant: Variant
+    index: Tensor
+    mdp: TabularMDP
+    teacher_out: Tensor
+    v_teacher: Tensor | None
+
+
+def distill(
+    mdp: TabularMDP,
+    teacher_out: Tensor,
+    variants: Sequence[Variant],
+    plan: Plan,
+    config: TrainConfig,
+    *,
+    student: Student | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Curves:
+    """Train one student per instance of ``plan`` and record metrics.
+
+    ``mdp`` and ``teacher_out`` ``[M, S, A]`` hold the distinct MDPs and their
+    teachers' raw outputs; the plan indexes them.
+    """
+    student = student or Student()
+    inst_mdp = mdp.select(plan.mdp_index)
+    inst_teacher = teacher_out.index_select(0, plan.mdp_index)
+    taus = torch.tensor([variants[i].tau for i in plan.variant_index.tolist()], dtype=mdp.dtype)
+    teacher_logp = torch.empty_like(inst_teacher)
+    groups: list[_Group] = []
+    for vi, variant in enumerate(variants):
+        index = (plan.variant_index == vi).nonzero().squeeze(-1)
+        if len(index) == 0:
+            continue
+        g_mdp = inst_mdp.select(index)
+        g_out = inst_teacher.index_select(0, index)
+        teacher_logp[index] = teacher_log_probs(g_out, variant.tau)
+        v_t = teacher_values(g_mdp, g_out, variant.tau, variant.gamma) if exact.values_needed(variant) else None
+        groups.append(_Group(variant, index, g_mdp, g_out, v_t))
+    teacher_policy = teacher_logp.exp()
+    teacher_occ = inst_mdp.occupancy(teacher_policy)
+    teacher_ret = (inst_mdp.start * inst_mdp.evaluate(teacher_policy)).sum(-1)
+    uniform = torch.full_like(teacher_policy, 1.0 / mdp.n_actions)
+    uniform_ret = (inst_mdp.start * inst_mdp.evaluate(uniform)).sum(-1)
+    del taus
+
+    keys = instance_keys(plan.seed, plan.mdp_index, plan.variant_index)
+    params = student.init(inst_mdp, keys, config.init_scale).requires_grad_()
+    opt = (torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam)([params], lr=config.lr)
+
+    steps: list[int] = []
+    records: dict[str, list[Tensor]] = {name: [] for name in METRICS}
+    lengths: list[Tensor] = []
+
+    def record(iteration: int) -> None:
+        with torch.no_grad():
+            logits = student.logits(params, inst_mdp)
+            values = evaluate_students(inst_mdp, teacher_logp, inst_teacher, logits, teacher_occ)
+        steps.append(iteration)
+        for name in METRICS:
+            records[name].append(values[name])
+
+    for it in range(config.iterations):
+        if it % config.eval_every == 0:
+            record(it)
+        opt.zero_grad(set_to_none=True)
+        logits = student.logits(params, inst_mdp)
+        if config.mode == "exact":
+            loss = sum(
+                exact.expected_surrogate(g.variant, g.mdp, g.teacher_out, logits[g.index], iteration=it,
+                                         v_teacher=g.v_teacher).sum()
+                for g in groups
+            )
+        else:
+            loss = _sampled_loss(groups, inst_mdp, inst_teacher, logits, keys, it, config, lengths)
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(it + 1)
+    record(config.iterations)
+    curves = Curves(steps, {k: torch.stack(v) for k, v in records.items()}, plan, teacher_ret, uniform_ret)
+    if lengths:
+        curves.extras["episode_length"] = torch.stack(lengths)
+    return curves
+
+
+def _sampled_loss(
+    groups: list[_Group],
+    inst_mdp: TabularMDP,
+    inst_teacher: Tensor,
+    logits: Tensor,
+    keys: Tensor,
+    iteration: int,
+    config: TrainConfig,
+    lengths: list[Tensor],
+) -> Tensor:
+    """Roll out every instance under its control policy, then sum the group surrogates."""
+    n, s_count, a_count = logits.shape
+    with torch.no_grad():
+        control = torch.empty_like(logits)
+        for g in groups:
+            control[g.index] = exact.control_probs(g.variant, g.teacher_out, logits[g.index].detach(), iteration)
+        ro = rollout(inst_mdp, control, combine(keys, iteration), episodes=config.episodes,
+                     max_steps=config.max_steps)
+        lengths.append(ro.lengths.view(n, config.episodes).to(logits.dtype).mean(-1))
+    flat_logits = logits.reshape(n * s_count, a_count)
+    flat_teacher = inst_teacher.reshape(n * s_count, a_count)
+    total = logits.sum() * 0.0
+    per_instance_rows = torch.arange(n * config.episodes).view(n, config.episodes)
+    for g in groups:
+        rows = per_instance_rows[g.index].reshape(-1)
+        inst = ro.instance[rows]
+        states = ro.states[rows]
+        flat = inst.unsqueeze(-1) * s_count + states
+        v_t = v_s = None
+        if g.v_teacher is not None:
+            local = torch.searchsorted(g.index, inst)
+            v_t = g.v_teacher[local.unsqueeze(-1), states]
+            if g.variant.v_cond:
+                with torch.no_grad():
+                    v_student = g.mdp.evaluate(torch.softmax(logits[g.index].detach(), -1), g.variant.gamma)
+                v_s = v_student[local.unsqueeze(-1), states]
+        per_traj = surrogate(
+            g.variant,
+            student_out=flat_logits[flat],
+            teacher_out=flat_teacher[flat],
+            actions=ro.actions[rows],
+            valid=ro.valid[rows],
+            env_reward=ro.rewards[rows],
+            v_teacher=v_t,
+            v_student=v_s,
+        )
+        total = total + per_traj.sum() / config.episodes
+    return total

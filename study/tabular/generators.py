@@ -1,0 +1,257 @@
+"""Seeded generators of finite MDPs, each returning a batched :class:`TabularMDP`.
+
+MDP ``i`` of a batch made with seed ``s`` depends only on ``(s, i)``, so a
+batch of 20 is the first 20 of a batch of 1000.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from study.tabular.mdp import MDPError, TabularMDP
+
+# Grid moves: up, right, down, left; index 4 is "stay".
+_MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1), (0, 0)])
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index])
+
+
+def _stack(mdps: list[dict], dtype: torch.dtype, info: dict) -> TabularMDP:
+    cat = lambda key, dt: torch.as_tensor(np.stack([m[key] for m in mdps]), dtype=dt)  # noqa: E731
+    mdp = TabularMDP(
+        succ=cat("succ", torch.int64),
+        prob=cat("prob", dtype),
+        reward=cat("reward", dtype),
+        terminal=cat("terminal", torch.bool),
+        start=cat("start", dtype),
+        absorb=cat("absorb", dtype),
+        features=cat("features", dtype) if "features" in mdps[0] else None,
+        info=info,
+    )
+    return mdp.validate()
+
+
+def _check(name: str, value: float, low: float, high: float, what: str) -> None:
+    if not (low <= value <= high):
+        raise MDPError(f"{name}: {value} is out of range; allowed: {what}")
+
+
+def gridworld(
+    n: int = 1,
+    *,
+    size: int = 20,
+    n_actions: int = 4,
+    wall_frac: float = 0.1,
+    terminal_values: tuple[float, ...] = (10.0, -10.0, 5.0, -5.0),
+    penalty_frac: float = 0.1,
+    noise: float = 0.0,
+    absorb: float = 0.01,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> TabularMDP:
+    """Czarnecki et al.'s grid worlds.
+
+    A ``size x size`` grid; a fraction ``wall_frac`` of cells are walls; one
+    terminal cell per entry of ``terminal_values``; a fraction
+    ``penalty_frac`` of the other cells cost -1 on entry; the rest are worth 0.
+    The reward of a cell is received on entering it (staying in place enters
+    it again). Moves into walls or off the grid leave the agent in place.
+    With probability ``noise`` (eta) a uniformly random move replaces the
+    chosen one. Every step ends the episode with probability ``absorb``.
+    Episodes start at the centre.
+
+    Actions 0-3 move up, right, down, left. Actions beyond the fourth (for the
+    action-count scaling of Fig. 4: 40, 400, 4000) are no-ops: they stay in
+    place, pay the cell's reward and the absorption risk like any step, and
+    are subject to the same noise. A no-op never helps, so a good policy must
+    find the four real moves among them.
+
+    Wall and never-entered cells are stored as terminal states with no start
+    mass: they are unreachable, and metrics over "non-terminal" states skip them.
+    """
+    _check("size", size, 3, 10_000, "size >= 3")
+    _check("n_actions", n_actions, 4, 1_000_000, "n_actions >= 4")
+    _check("wall_frac", wall_frac, 0.0, 0.5, "0 <= wall_frac <= 0.5")
+    _check("penalty_frac", penalty_frac, 0.0, 1.0, "0 <= penalty_frac <= 1")
+    _check("noise", noise, 0.0, 1.0, "0 <= noise (eta) <= 1")
+    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
+    n_cells = size * size
+    if len(terminal_values) + 1 > n_cells * (1 - wall_frac):
+        raise MDPError("terminal_values: more terminal cells than the grid has room for")
+    centre = (size // 2) * size + size // 2
+    rows, cols = np.divmod(np.arange(n_cells), size)
+    mdps = []
+    for i in range(n):
+        rng = _rng(seed, i)
+        others = np.setdiff1d(np.arange(n_cells), [centre])
+        order = rng.permutation(others)
+        n_walls = int(round(wall_frac * n_cells))
+        walls = order[:n_walls]
+        terminals = order[n_walls:n_walls + len(terminal_values)]
+        free = order[n_walls + len(terminal_values):]
+        penalties = free[: int(round(penalty_frac * len(free)))]
+        value = np.zeros(n_cells)
+        value[terminals] = terminal_values
+        value[penalties] = -1.0
+        is_wall = np.zeros(n_cells, bool)
+        is_wall[walls] = True
+        # destination of each of the five moves from each cell
+        r2 = np.clip(rows[:, None] + _MOVES[None, :, 0], 0, size - 1)
+        c2 = np.clip(cols[:, None] + _MOVES[None, :, 1], 0, size - 1)
+        dest = r2 * size + c2
+        dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 5]
+        # probabilities over the five moves for each action
+        move_p = np.zeros((n_actions, 5))
+        move_p[:, :4] = noise / 4
+        move_p[np.arange(4), np.arange(4)] += 1 - noise
+        move_p[4:, 4] += 1 - noise
+        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, 5)).copy()
+        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, 5)).copy()
+        reward = value[succ]
+        terminal = is_wall.copy()
+        terminal[terminals] = True
+        start = np.zeros(n_cells)
+        start[centre] = 1.0
+        mdps.append({"succ": succ, "prob": prob, "reward": reward, "terminal": terminal,
+                     "start": start, "absorb": np.float64(absorb)})
+    info = {"generator": "gridworld", "size": size, "n_actions": n_actions, "wall_frac": wall_frac,
+            "terminal_values": list(terminal_values), "penalty_frac": penalty_frac, "noise": noise,
+            "absorb": absorb, "seed": seed}
+    return _stack(mdps, dtype, info)
+
+
+def garnet(
+    n: int = 1,
+    *,
+    n_states: int = 10,
+    n_actions: int = 3,
+    branching: int = 2,
+    absorb: float = 0.1,
+    n_terminal: int = 0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> TabularMDP:
+    """Random Garnet MDPs: each (s, a) reaches ``branching`` distinct states with
+    Dirichlet(1) probabilities and pays a N(0, 1) reward; episodes end by
+    absorption (probability ``absorb`` per step) or in one of ``n_terminal``
+    terminal states. Starts are uniform over the non-terminal states.
+    """
+    _check("n_states", n_states, 2, 1_000_000, "n_states >= 2")
+    _check("n_actions", n_actions, 2, 1_000_000, "n_actions >= 2")
+    _check("branching", branching, 1, n_states, f"1 <= branching <= n_states ({n_states})")
+    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
+    _check("n_terminal", n_terminal, 0, n_states - 1, "0 <= n_terminal < n_states")
+    if absorb == 0 and n_terminal == 0:
+        raise MDPError("garnet: with absorb 0 and no terminal states episodes never end; "
+                       "allowed: absorb > 0 or n_terminal > 0")
+    mdps = []
+    for i in range(n):
+        rng = _rng(seed, i)
+        succ = np.stack([rng.choice(n_states, size=branching, replace=False)
+                         for _ in range(n_states * n_actions)]).reshape(n_states, n_actions, branching)
+        prob = rng.dirichlet(np.ones(branching), size=(n_states, n_actions))
+        r = rng.normal(size=(n_states, n_actions))
+        reward = np.broadcast_to(r[..., None], succ.shape).copy()
+        terminal = np.zeros(n_states, bool)
+        terminal[n_states - n_terminal:] = True
+        start = (~terminal).astype(float)
+        start /= start.sum()
+        mdps.append({"succ": succ, "prob": prob, "reward": reward, "terminal": terminal,
+                     "start": start, "absorb": np.float64(absorb)})
+    info = {"generator": "garnet", "n_states": n_states, "n_actions": n_actions, "branching": branching,
+            "absorb": absorb, "n_terminal": n_terminal, "seed": seed}
+    return _stack(mdps, dtype, info)
+
+
+def two_step_toy(dtype: torch.dtype = torch.float32) -> TabularMDP:
+    """The toy of Czarnecki et al.'s Fig. 2.
+
+    States s0, sL, sR and a terminal state. From s0, L goes to sL and R to sR;
+    from sL, L ends with -1 and R with -2; from sR, L ends with 0 and R with
+    -3. Features put s0 alone and sL, sR together, so a linear student with
+    one free logit per feature has two parameters (theta_0 at s0, theta_1
+    shared by sL and sR): the shared-parameter student of the figure.
+    """
+    end = 3
+    succ = np.array([[[1], [2]], [[end], [end]], [[end], [end]], [[end], [end]]])
+    prob = np.ones((4, 2, 1))
+    reward = np.array([[[0.0], [0.0]], [[-1.0], [-2.0]], [[0.0], [-3.0]], [[0.0], [0.0]]])
+    terminal = np.array([False, False, False, True])
+    start = np.array([1.0, 0, 0, 0])
+    features = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    mdp = {"succ": succ, "prob": prob, "reward": reward, "terminal": terminal, "start": start,
+           "absorb": np.float64(0.0), "features": features}
+    return _stack([mdp], dtype, {"generator": "two_step_toy", "states": ["s0", "sL", "sR", "end"],
+                                 "actions": ["L", "R"]})
+
+
+def corridor(
+    n: int = 1,
+    *,
+    length: int = 10,
+    goal_reward: float = 10.0,
+    step_reward: float = -1.0,
+    noise: float = 0.0,
+    absorb: float = 0.01,
+    dtype: torch.dtype = torch.float32,
+) -> TabularMDP:
+    """A corridor (Czarnecki et al.'s Fig. 6 setting): cells 0..length-1, actions
+    left (0) and right (1), start in cell 0, the goal (terminal) past the right
+    end. Each step pays ``step_reward``; entering the goal pays ``goal_reward``.
+    Moving left in cell 0 stays put. ``noise`` flips the chosen move.
+    """
+    _check("length", length, 2, 1_000_000, "length >= 2")
+    _check("noise", noise, 0.0, 1.0, "0 <= noise <= 1")
+    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
+    goal = length
+    s = np.arange(length + 1)
+    left = np.maximum(s - 1, 0)
+    right = np.minimum(s + 1, goal)
+    succ = np.stack([np.stack([left, right], -1), np.stack([right, left], -1)], 1)  # [S, A, 2]
+    prob = np.broadcast_to(np.array([1 - noise, noise]), succ.shape).copy()
+    reward = np.where(succ == goal, goal_reward, step_reward).astype(float)
+    terminal = s == goal
+    start = np.zeros(length + 1)
+    start[0] = 1.0
+    mdp = {"succ": succ, "prob": prob, "reward": reward, "terminal": terminal, "start": start,
+           "absorb": np.float64(absorb)}
+    info = {"generator": "corridor", "length": length, "goal_reward": goal_reward,
+            "step_reward": step_reward, "noise": noise, "absorb": absorb}
+    return _stack([mdp] * n, dtype, info)
+
+
+def exit_chain(
+    n: int = 1,
+    *,
+    length: int = 10,
+    step_reward: float = 1.0,
+    absorb: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+) -> TabularMDP:
+    """A chain where episode length is the agent's choice: in cells 0..length-1,
+    actions 0 and 1 both go on to the next cell and pay ``step_reward``,
+    action 2 ends the episode at once and pays nothing; the last cell leads to
+    the terminal state. Used to test whether a distillation objective favours
+    shorter episodes.
+    """
+    _check("length", length, 2, 1_000_000, "length >= 2")
+    end = length
+    s = np.arange(length + 1)
+    nxt = np.minimum(s + 1, end)
+    succ = np.stack([nxt, nxt, np.full_like(s, end)], 1)[..., None]
+    prob = np.ones_like(succ, dtype=float)
+    reward = np.stack([np.full(length + 1, step_reward)] * 2 + [np.zeros(length + 1)], 1)[..., None]
+    terminal = s == end
+    start = np.zeros(length + 1)
+    start[0] = 1.0
+    mdp = {"succ": succ, "prob": prob, "reward": reward, "terminal": terminal, "start": start,
+           "absorb": np.float64(absorb)}
+    return _stack([mdp] * n, dtype, {"generator": "exit_chain", "length": length,
+                                     "step_reward": step_reward, "absorb": absorb})
+
+
+GENERATORS = {"gridworld": gridworld, "garnet": garnet, "two_step_toy": two_step_toy,
+              "corridor": corridor, "exit_chain": exit_chain}

@@ -1,0 +1,44 @@
+"""Exact evaluation metrics of tabular students against their teacher."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from study.tabular.mdp import TabularMDP
+from variants.policy import kl
+
+METRICS = ("kl_student", "kl_teacher", "kl_uniform", "return", "agreement")
+
+
+def _weighted(per_state: Tensor, weights: Tensor) -> Tensor:
+    return (weights * per_state).sum(-1) / weights.sum(-1).clamp_min(1e-300)
+
+
+def evaluate_students(
+    mdp: TabularMDP,
+    teacher_logp: Tensor,
+    teacher_out: Tensor,
+    student_logits: Tensor,
+    teacher_occupancy: Tensor,
+) -> dict[str, Tensor]:
+    """Per-instance metrics ``[N]``.
+
+    kl_student / kl_teacher / kl_uniform: KL(pi_T || pi_theta) averaged over
+    the student's, the teacher's and the uniform (non-terminal) state
+    distribution; return: the student's exact expected return; agreement: the
+    teacher-weighted share of states where the student's argmax is the
+    teacher's.
+    """
+    student_logp = torch.log_softmax(student_logits, -1)
+    policy = student_logp.exp()
+    per_state = kl(teacher_logp, student_logp)
+    d_student = mdp.occupancy(policy)
+    agree = (student_logits.argmax(-1) == teacher_out.argmax(-1)).to(policy.dtype)
+    return {
+        "kl_student": _weighted(per_state, d_student),
+        "kl_teacher": _weighted(per_state, teacher_occupancy),
+        "kl_uniform": _weighted(per_state, mdp.uniform_states()),
+        "return": (mdp.start * mdp.evaluate(policy)).sum(-1),
+        "agreement": _weighted(agree, teacher_occupancy),
+    }

@@ -1,0 +1,103 @@
+"""Tabular teachers: raw outputs (Q-values) whose softmax at a temperature is pi_T."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from study.tabular.mdp import MDPError, TabularMDP
+from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys
+from variants.policy import teacher_log_probs
+
+
+def value_iteration(mdp: TabularMDP, gamma: float = 1.0, tol: float = 1e-8, max_iter: int = 100_000) -> Tensor:
+    """Optimal ``Q*`` ``[N, S, A]`` by value iteration.
+
+    Converges when every policy's episodes end (absorption, terminal states)
+    or ``gamma < 1``; raises :class:`MDPError` if it does not within ``max_iter``.
+    """
+    r = mdp.expected_reward()
+    q = torch.zeros_like(r)
+    for _ in range(max_iter):
+        new = r + gamma * mdp.expect_next(q.max(-1).values)
+        if (new - q).abs().max() < tol:
+            return new
+        q = new
+    raise MDPError(f"value iteration did not converge in {max_iter} sweeps (episodes may never end)")
+
+
+def q_learning(
+    mdp: TabularMDP,
+    *,
+    episodes: int = 2000,
+    lr: float = 0.1,
+    epsilon: float = 0.1,
+    gamma: float = 1.0,
+    max_steps: int = 1000,
+    seed: int = 0,
+) -> Tensor:
+    """Tabular Q-learning teachers, all MDPs of the batch at once.
+
+    Epsilon-greedy behaviour, a constant step size and one episode per MDP per
+    round, as the paper's teachers; draws are per MDP (counter-based), so a
+    teacher does not depend on its batch.
+    """
+    n, s_count, a_count = mdp.n_mdps, mdp.n_states, mdp.n_actions
+    rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
+    q = torch.zeros(n, s_count, a_count, dtype=mdp.dtype)
+    rows = torch.arange(n)
+    for ep in range(episodes):
+        s = categorical(mdp.start, rng.uniform(START, ep))
+        key = rng.key(STEP, ep)
+        alive = torch.ones(n, dtype=torch.bool)
+        for t in range(max_steps):
+            u = draws(key, t, 4)
+            greedy = q[rows, s].argmax(-1)
+            rand_a = (u[:, 1] * a_count).long().clamp(max=a_count - 1)
+            a = torch.where(u[:, 0] < epsilon, rand_a, greedy)
+            k = categorical(mdp.prob[rows, s, a], u[:, 2])
+            s2 = mdp.succ[rows, s, a, k]
+            r = mdp.reward[rows, s, a, k]
+            goes_on = (~mdp.terminal[rows, s2]) & (u[:, 3] >= mdp.absorb)
+            target = r + gamma * torch.where(goes_on, q[rows, s2].max(-1).values, 0.0)
+            upd = q[rows, s, a] + lr * (target - q[rows, s, a])
+            q[rows, s, a] = torch.where(alive, upd, q[rows, s, a])
+            alive = alive & goes_on
+            s = torch.where(goes_on, s2, s)
+            if not alive.any():
+                break
+    return q
+
+
+def adversarial(q: Tensor) -> Tensor:
+    """A teacher that prefers the worst actions: outputs ``-Q``."""
+    return -q
+
+
+def noisy(q: Tensor, fraction: float, tau: float, seed: int = 0, mask: Tensor | None = None) -> Tensor:
+    """Replace the teacher's outputs at a random ``fraction`` of states with a random
+    action distribution: outputs ``tau * log p`` with ``p ~ Dirichlet(1)``, so that
+    ``softmax(out / tau) = p`` (at ``tau = 0`` the argmax of ``p``).
+    ``mask`` ``[N, S]`` limits which states may be chosen (e.g. non-terminal ones).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise MDPError(f"noise fraction: {fraction} is out of range; allowed: 0 <= fraction <= 1")
+    n, s, a = q.shape
+    rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
+    pick = rng.uniform(NOISE, 0, shape=(s,)) < fraction
+    if mask is not None:
+        pick &= mask
+    gamma_draws = -torch.log(rng.uniform(NOISE, 1, shape=(s, a)))  # Exp(1) -> Dirichlet(1)
+    p = gamma_draws / gamma_draws.sum(-1, keepdim=True)
+    noise_out = (tau * torch.log(p) if tau > 0 else p).to(q.dtype)
+    return torch.where(pick.unsqueeze(-1), noise_out, q)
+
+
+def teacher_policy(out: Tensor, tau: float) -> Tensor:
+    """``pi_T = softmax(out / tau)`` (argmax at tau 0)."""
+    return teacher_log_probs(out, tau).exp()
+
+
+def teacher_values(mdp: TabularMDP, out: Tensor, tau: float, gamma: float = 1.0) -> Tensor:
+    """``V_T = V^{pi_T}`` exactly, ``[N, S]``: what the V-based variants shape with."""
+    return mdp.evaluate(teacher_policy(out, tau), gamma)

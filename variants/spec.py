@@ -1,0 +1,164 @@
+"""A variant: (control, per-state loss, pseudo-reward) plus modifiers.
+
+Any combination is valid unless it is meaningless; the checks below say why.
+Whether the expected update is a gradient field is derived from the parts, so
+a combination nobody named still gets an honest answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from variants.control import Control
+from variants.errors import VariantError
+from variants.losses import LOSSES
+from variants.rewards import REWARDS, STUDENT_DEPENDENT_REWARDS, TEACHER_LOGP_REWARDS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One distillation recipe.
+
+    tau: temperature of the teacher's softmax (0 = argmax).
+    env_reward: the +R modifier (add the environment reward to r_hat).
+    v_cond: the +V cond modifier (apply the loss only where V_T(s) > V_theta(s)).
+    gamma, n_step: discount and optional truncation of the returns-to-go.
+    """
+
+    control: Control = field(default_factory=Control)
+    loss: str = "cross_entropy"
+    reward: str = "none"
+    env_reward: bool = False
+    v_cond: bool = False
+    tau: float = 1.0
+    jsd_beta: float = 0.5
+    gamma: float = 1.0
+    n_step: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_values()
+        self._check_meaning()
+
+    def _check_values(self) -> None:
+        if self.loss not in LOSSES:
+            raise VariantError(f"loss: unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
+        if self.reward not in REWARDS:
+            raise VariantError(f"reward: unknown pseudo-reward {self.reward!r}; allowed: {', '.join(REWARDS)}")
+        if not (math.isfinite(self.tau) and self.tau >= 0):
+            raise VariantError(f"tau: {self.tau} is out of range; allowed: a finite tau >= 0 (0 = argmax)")
+        if not (0.0 <= self.jsd_beta <= 1.0):
+            raise VariantError(f"jsd_beta: {self.jsd_beta} is out of range; allowed: 0 <= jsd_beta <= 1")
+        if not (0.0 < self.gamma <= 1.0):
+            raise VariantError(f"gamma: {self.gamma} is out of range; allowed: 0 < gamma <= 1")
+        if self.n_step is not None and self.n_step < 1:
+            raise VariantError(f"n_step: {self.n_step} is out of range; allowed: n_step >= 1 or none")
+
+    def _check_meaning(self) -> None:
+        if self.loss == "none" and self.reward == "none" and not self.env_reward:
+            raise VariantError(
+                "meaningless variant: loss 'none', reward 'none' and no +R leave nothing to learn from"
+            )
+        if self.v_cond and self.loss == "none":
+            raise VariantError("meaningless variant: +V cond masks the per-state loss, but the loss is 'none'")
+        if self.reward == "teacher_v" and self.env_reward:
+            raise VariantError(
+                "meaningless variant: the teacher V reward already contains the environment reward; drop +R"
+            )
+        if self.reward == "neg_next_loss" and self.loss == "none":
+            raise VariantError(
+                "meaningless variant: reward 'neg_next_loss' is minus the next state's loss, "
+                "which is zero with loss 'none'"
+            )
+        if self.tau == 0:
+            if LOSSES[self.loss].needs_teacher_logp or (self.loss == "jsd" and self.jsd_beta == 1.0):
+                raise VariantError(
+                    f"meaningless variant: loss {self.loss!r} needs log pi_T, which is -inf off the "
+                    "argmax at tau 0; allowed: tau > 0"
+                )
+            if self.reward in TEACHER_LOGP_REWARDS:
+                raise VariantError(
+                    f"meaningless variant: reward {self.reward!r} needs log pi_T, which is -inf off the "
+                    "argmax at tau 0; allowed: tau > 0"
+                )
+
+    # ---- derived properties -------------------------------------------------
+
+    @property
+    def gradient_field(self) -> bool:
+        """Whether the expected update is the gradient of one objective (at gamma = 1).
+
+        Fixed data (teacher, uniform control): yes, unless the return itself
+        moves with the student (N-distill's or KL regularised's reward held
+        under stopgrad). Student control: yes when the reward accounts for
+        how the loss changes the state distribution (N-distill, expected
+        entropy regularised) or when there is no loss at all. Anything else,
+        including +V cond and mixtures, is not.
+        """
+        if self.v_cond:
+            return False
+        if not self.control.depends_on_student:
+            return self.reward not in STUDENT_DEPENDENT_REWARDS
+        if not self.control.is_pure_student:
+            return False
+        if self.loss == "none":
+            return self.reward in ("none", "teacher_logp", "teacher_v", "log_ratio")
+        if self.reward == "neg_next_loss":
+            return True
+        if self.reward == "teacher_logp_next":
+            return self.loss == "reverse_cross_entropy"
+        return False
+
+    @property
+    def objective(self) -> str:
+        """The objective whose gradient the update is, or why there is none."""
+        if not self.gradient_field:
+            return "none: the update is not a gradient field"
+        if not self.control.depends_on_student:
+            return "E_q[sum_t l(s_t) - log pi_theta(a_t|s_t) R_t] with q and R fixed"
+        terms = []
+        if self.loss != "none":
+            terms.append(f"{self.loss}(s_t)")
+        if self.reward == "teacher_logp":
+            terms.append("- log pi_T(a_t|s_t)")
+        if self.reward == "log_ratio":
+            terms.append("+ log pi_theta(a_t|s_t) - log pi_T(a_t|s_t)")
+        if self.env_reward or self.reward == "teacher_v":
+            terms.append("- r_t")
+        return "E_{pi_theta}[sum_t " + " ".join(terms) + "]"
+
+    def describe(self) -> str:
+        """control / loss / reward with modifiers, for tables."""
+        reward = self.reward + (" +R" if self.env_reward else "") + (" +Vcond" if self.v_cond else "")
+        return f"{self.control.describe()} / {self.loss} / {reward}"
+
+    def with_(self, **changes: Any) -> Variant:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for JSON and configs."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Variant:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        data = dict(data)
+        control = data.pop("control", {})
+        allowed = set(cls.__dataclass_fields__)
+        unknown = set(data) - allowed
+        if unknown:
+            raise VariantError(
+                f"unknown variant field(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
+        if isinstance(control, dict):
+            control_allowed = set(Control.__dataclass_fields__)
+            bad = set(control) - control_allowed
+            if bad:
+                raise VariantError(
+                    f"unknown control field(s) {sorted(bad)}; allowed: {', '.join(sorted(control_allowed))}"
+                )
+            control = Control(**control)
+        return cls(control=control, **data)
