@@ -54,7 +54,7 @@ def reward_parts(
     *,
     env_reward: bool,
     gamma: float,
-    teacher_logp: Tensor,
+    teacher_logp: Tensor | None,
     student_logp: Tensor,
     loss: Tensor,
     v_teacher: Tensor | None,

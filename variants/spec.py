@@ -88,20 +88,24 @@ class Variant:
 
     @property
     def gradient_field(self) -> bool:
-        """Whether the expected update is the gradient of one objective (at gamma = 1).
+        """Whether the expected update is the gradient of one objective.
 
         Fixed data (teacher, uniform control): yes, unless the return itself
         moves with the student (N-distill's or KL regularised's reward held
         under stopgrad). Student control: yes when the reward accounts for
         how the loss changes the state distribution (N-distill, expected
-        entropy regularised) or when there is no loss at all. Anything else,
-        including +V cond and mixtures, is not.
+        entropy regularised) or when there is no loss at all, and only with
+        whole undiscounted returns (gamma = 1, no n-step truncation): a
+        discounted or truncated return drops part of the score function's
+        credit. Anything else, including +V cond and mixtures, is not.
         """
         if self.v_cond:
             return False
         if not self.control.depends_on_student:
             return self.reward not in STUDENT_DEPENDENT_REWARDS
         if not self.control.is_pure_student:
+            return False
+        if self.gamma != 1.0 or self.n_step is not None:
             return False
         if self.loss == "none":
             return self.reward in ("none", "teacher_logp", "teacher_v", "log_ratio")

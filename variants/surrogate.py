@@ -13,7 +13,7 @@ from torch import Tensor
 
 from variants.losses import state_loss
 from variants.policy import student_log_probs, teacher_log_probs
-from variants.rewards import reward_parts
+from variants.rewards import TEACHER_LOGP_REWARDS, reward_parts
 from variants.spec import Variant
 
 
@@ -30,6 +30,8 @@ def discount_matrix(steps: int, gamma: float, n_step: int | None, like: Tensor) 
 
 def returns_to_go(rhat: Tensor, gamma: float, n_step: int | None = None) -> Tensor:
     """Discounted (optionally n-step truncated) returns-to-go along the last axis."""
+    if gamma == 1.0 and n_step is None:
+        return rhat.flip(-1).cumsum(-1).flip(-1)
     return rhat @ discount_matrix(rhat.shape[-1], gamma, n_step, rhat)
 
 
@@ -49,6 +51,58 @@ def masked_state_loss(
     return loss
 
 
+def _packed_rewards(
+    variant: Variant,
+    index: tuple[Tensor, Tensor],
+    shape: torch.Size,
+    *,
+    student_logp: Tensor,
+    teacher_out: Tensor,
+    actions: Tensor,
+    loss: Tensor,
+    env_reward: Tensor | None,
+    v_teacher: Tensor | None,
+) -> Tensor:
+    """``r_hat`` ``[B, T]`` from per-step quantities packed over the valid steps ``index``.
+
+    Working on the valid steps only keeps the cost proportional to the steps
+    that happened, not to the padding of the longest episode.
+    """
+    needs_logp = variant.reward in TEACHER_LOGP_REWARDS
+    parts = reward_parts(
+        variant.reward,
+        env_reward=variant.env_reward,
+        gamma=variant.gamma,
+        teacher_logp=teacher_log_probs(teacher_out, variant.tau) if needs_logp else None,
+        student_logp=student_logp,
+        loss=loss,
+        v_teacher=v_teacher,
+    )
+    a = actions.unsqueeze(-1)
+    now = torch.zeros_like(loss)
+    if parts.now is not None:
+        now = now + parts.now.gather(-1, a).squeeze(-1)
+    if parts.state is not None:
+        now = now + parts.state
+    if parts.env:
+        if env_reward is None:
+            raise ValueError(f"variant {variant.name or variant.describe()!r} needs the environment reward")
+        now = now + parts.env * env_reward
+    rhat = loss.new_zeros(shape)
+    rhat[index] = now
+    if parts.arrive is not None or parts.arrive_action is not None:
+        arrive = torch.zeros_like(loss)
+        if parts.arrive is not None:
+            arrive = arrive + parts.arrive
+        if parts.arrive_action is not None:
+            arrive = arrive + parts.arrive_action.gather(-1, a).squeeze(-1)
+        arrive_full = loss.new_zeros(shape)
+        arrive_full[index] = arrive
+        # credited to the step before; zero where the next step did not happen
+        rhat[..., :-1] += arrive_full[..., 1:]
+    return rhat
+
+
 def pseudo_rewards(
     variant: Variant,
     *,
@@ -61,38 +115,17 @@ def pseudo_rewards(
     v_teacher: Tensor | None = None,
 ) -> Tensor:
     """``r_hat_t`` along sampled trajectories ``[B, T]``; zero past the end of each one."""
-    parts = reward_parts(
-        variant.reward,
-        env_reward=variant.env_reward,
-        gamma=variant.gamma,
-        teacher_logp=teacher_log_probs(teacher_out, variant.tau),
-        student_logp=student_log_probs(student_out).detach(),
-        loss=loss.detach(),
-        v_teacher=v_teacher,
+    index = valid.nonzero(as_tuple=True)
+    pick = lambda x: None if x is None else x[index]  # noqa: E731
+    return _packed_rewards(
+        variant, index, valid.shape,
+        student_logp=student_log_probs(student_out[index]).detach(),
+        teacher_out=teacher_out[index],
+        actions=actions[index],
+        loss=loss[index].detach(),
+        env_reward=pick(env_reward),
+        v_teacher=pick(v_teacher),
     )
-    validf = valid.to(loss.dtype)
-    nxt = torch.zeros_like(validf)
-    nxt[..., :-1] = validf[..., 1:]
-    a = actions.unsqueeze(-1)
-    rhat = torch.zeros_like(validf)
-    if parts.now is not None:
-        rhat = rhat + torch.where(valid, parts.now.gather(-1, a).squeeze(-1), 0.0)
-    if parts.state is not None:
-        rhat = rhat + torch.where(valid, parts.state, 0.0)
-    if parts.env:
-        if env_reward is None:
-            raise ValueError(f"variant {variant.name or variant.describe()!r} needs the environment reward")
-        rhat = rhat + parts.env * torch.where(valid, env_reward, 0.0)
-    arrive = torch.zeros_like(validf)
-    if parts.arrive is not None:
-        arrive = arrive + parts.arrive
-    if parts.arrive_action is not None:
-        arrive = arrive + parts.arrive_action.gather(-1, a).squeeze(-1)
-    if parts.arrive is not None or parts.arrive_action is not None:
-        shifted = torch.zeros_like(arrive)
-        shifted[..., :-1] = arrive[..., 1:]
-        rhat = rhat + torch.where(nxt > 0, shifted, 0.0)
-    return rhat
 
 
 def surrogate(
@@ -113,19 +146,22 @@ def surrogate(
     (or cut off: then nothing past the cut is credited). ``teacher_out`` is
     the teacher's raw outputs (logits or Q-values).
     """
-    loss = masked_state_loss(variant, student_out, teacher_out, v_teacher, v_student)
-    loss = torch.where(valid, loss, 0.0)
-    rhat = pseudo_rewards(
-        variant,
-        student_out=student_out,
-        teacher_out=teacher_out,
-        actions=actions,
-        valid=valid,
-        loss=loss,
-        env_reward=env_reward,
-        v_teacher=v_teacher,
+    index = valid.nonzero(as_tuple=True)
+    pick = lambda x: None if x is None else x[index]  # noqa: E731
+    s_out, t_out, a = student_out[index], teacher_out[index], actions[index]
+    v_t = pick(v_teacher)
+    loss = masked_state_loss(variant, s_out, t_out, v_t, pick(v_student))
+    logp_all = student_log_probs(s_out)
+    rhat = _packed_rewards(
+        variant, index, valid.shape,
+        student_logp=logp_all.detach(),
+        teacher_out=t_out,
+        actions=a,
+        loss=loss.detach(),
+        env_reward=pick(env_reward),
+        v_teacher=v_t,
     )
-    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()
-    logp = student_log_probs(student_out).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    score = torch.where(valid, -logp * ret, 0.0)
-    return (score + loss).sum(dim=-1)
+    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()[index]
+    logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
+    per_step = -logp * ret + loss
+    return per_step.new_zeros(valid.shape[0]).index_add(0, index[0], per_step)

@@ -18,12 +18,12 @@ from torch import Tensor
 from study.tabular import exact
 from study.tabular.mdp import MDPError, TabularMDP
 from study.tabular.metrics import METRICS, evaluate_students
-from study.tabular.rng import combine, instance_keys
-from study.tabular.rollout import rollout
+from study.tabular.rng import ROLLOUT, combine, instance_keys
+from study.tabular.rollout import rollout, step_table
 from study.tabular.students import Student
 from study.tabular.teachers import teacher_values
 from variants import Variant, surrogate
-from variants.policy import teacher_log_probs
+from variants.policy import softmax, teacher_log_probs
 
 Mode = Literal["exact", "sampled"]
 
@@ -97,6 +97,7 @@ class _Group:
     index: Tensor
     mdp: TabularMDP
     teacher_out: Tensor
+    teacher_act: Tensor
     v_teacher: Tensor | None
 
 
@@ -109,6 +110,7 @@ def distill(
     *,
     student: Student | None = None,
     progress: Callable[[int], None] | None = None,
+    record_metrics: bool = True,
 ) -> Curves:
     """Train one student per instance of ``plan`` and record metrics.
 
@@ -118,7 +120,6 @@ def distill(
     student = student or Student()
     inst_mdp = mdp.select(plan.mdp_index)
     inst_teacher = teacher_out.index_select(0, plan.mdp_index)
-    taus = torch.tensor([variants[i].tau for i in plan.variant_index.tolist()], dtype=mdp.dtype)
     teacher_logp = torch.empty_like(inst_teacher)
     groups: list[_Group] = []
     for vi, variant in enumerate(variants):
@@ -129,23 +130,25 @@ def distill(
         g_out = inst_teacher.index_select(0, index)
         teacher_logp[index] = teacher_log_probs(g_out, variant.tau)
         v_t = teacher_values(g_mdp, g_out, variant.tau, variant.gamma) if exact.values_needed(variant) else None
-        groups.append(_Group(variant, index, g_mdp, g_out, v_t))
+        groups.append(_Group(variant, index, g_mdp, g_out, exact.teacher_acting_probs(variant, g_out), v_t))
     teacher_policy = teacher_logp.exp()
     teacher_occ = inst_mdp.occupancy(teacher_policy)
     teacher_ret = (inst_mdp.start * inst_mdp.evaluate(teacher_policy)).sum(-1)
     uniform = torch.full_like(teacher_policy, 1.0 / mdp.n_actions)
     uniform_ret = (inst_mdp.start * inst_mdp.evaluate(uniform)).sum(-1)
-    del taus
 
     keys = instance_keys(plan.seed, plan.mdp_index, plan.variant_index)
     params = student.init(inst_mdp, keys, config.init_scale).requires_grad_()
     opt = (torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam)([params], lr=config.lr)
 
+    table = step_table(inst_mdp) if config.mode == "sampled" else None
     steps: list[int] = []
     records: dict[str, list[Tensor]] = {name: [] for name in METRICS}
     lengths: list[Tensor] = []
 
     def record(iteration: int) -> None:
+        if not record_metrics:
+            return
         with torch.no_grad():
             logits = student.logits(params, inst_mdp)
             values = evaluate_students(inst_mdp, teacher_logp, inst_teacher, logits, teacher_occ)
@@ -165,13 +168,14 @@ def distill(
                 for g in groups
             )
         else:
-            loss = _sampled_loss(groups, inst_mdp, inst_teacher, logits, keys, it, config, lengths)
+            loss = _sampled_loss(groups, inst_mdp, table, inst_teacher, logits, keys, it, config, lengths)
         loss.backward()
         opt.step()
         if progress is not None:
             progress(it + 1)
     record(config.iterations)
-    curves = Curves(steps, {k: torch.stack(v) for k, v in records.items()}, plan, teacher_ret, uniform_ret)
+    stacked = {k: torch.stack(v) if v else torch.empty(0, len(plan)) for k, v in records.items()}
+    curves = Curves(steps, stacked, plan, teacher_ret, uniform_ret)
     if lengths:
         curves.extras["episode_length"] = torch.stack(lengths)
     return curves
@@ -180,6 +184,7 @@ def distill(
 def _sampled_loss(
     groups: list[_Group],
     inst_mdp: TabularMDP,
+    table: Tensor,
     inst_teacher: Tensor,
     logits: Tensor,
     keys: Tensor,
@@ -192,9 +197,10 @@ def _sampled_loss(
     with torch.no_grad():
         control = torch.empty_like(logits)
         for g in groups:
-            control[g.index] = exact.control_probs(g.variant, g.teacher_out, logits[g.index].detach(), iteration)
-        ro = rollout(inst_mdp, control, combine(keys, iteration), episodes=config.episodes,
-                     max_steps=config.max_steps)
+            student = softmax(logits[g.index].detach())
+            control[g.index] = g.variant.control.probs(g.teacher_act, student, iteration)
+        ro = rollout(inst_mdp, control, combine(combine(keys, ROLLOUT), iteration), episodes=config.episodes,
+                     max_steps=config.max_steps, table=table)
         lengths.append(ro.lengths.view(n, config.episodes).to(logits.dtype).mean(-1))
     flat_logits = logits.reshape(n * s_count, a_count)
     flat_teacher = inst_teacher.reshape(n * s_count, a_count)
@@ -211,7 +217,7 @@ def _sampled_loss(
             v_t = g.v_teacher[local.unsqueeze(-1), states]
             if g.variant.v_cond:
                 with torch.no_grad():
-                    v_student = g.mdp.evaluate(torch.softmax(logits[g.index].detach(), -1), g.variant.gamma)
+                    v_student = g.mdp.evaluate(softmax(logits[g.index].detach()), g.variant.gamma)
                 v_s = v_student[local.unsqueeze(-1), states]
         per_traj = surrogate(
             g.variant,

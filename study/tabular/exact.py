@@ -21,7 +21,7 @@ from torch import Tensor
 
 from study.tabular.mdp import TabularMDP
 from variants import Variant, VariantError, masked_state_loss, reward_parts
-from variants.policy import student_log_probs, teacher_log_probs
+from variants.policy import softmax, student_log_probs, teacher_log_probs
 
 
 def teacher_acting_probs(variant: Variant, teacher_out: Tensor) -> Tensor:
@@ -33,7 +33,7 @@ def teacher_acting_probs(variant: Variant, teacher_out: Tensor) -> Tensor:
 def control_probs(variant: Variant, teacher_out: Tensor, control_out: Tensor, iteration: int = 0) -> Tensor:
     """The control policy ``q`` ``[N, S, A]`` at a training iteration."""
     return variant.control.probs(
-        teacher_acting_probs(variant, teacher_out), torch.softmax(control_out, -1), iteration
+        teacher_acting_probs(variant, teacher_out), softmax(control_out), iteration
     )
 
 
@@ -114,7 +114,7 @@ def expected_surrogate(
     """
     ctrl = student_out.detach() if control_out is None else control_out
     q = control_probs(variant, teacher_out, ctrl, iteration)
-    v_student = mdp.evaluate(torch.softmax(ctrl, -1), variant.gamma) if variant.v_cond else None
+    v_student = mdp.evaluate(softmax(ctrl), variant.gamma) if variant.v_cond else None
     occupancy = mdp.occupancy(q)
     rhat = expected_pseudo_reward(variant, mdp, teacher_out, ctrl, q, v_teacher, v_student)
     qhat = expected_returns(variant, mdp, q, rhat)
@@ -143,7 +143,7 @@ def declared_objective(
         raise VariantError(f"variant {variant.name or variant.describe()!r} is not a gradient field")
     if not variant.control.depends_on_student:
         return expected_surrogate(variant, mdp, teacher_out, student_out, v_teacher=v_teacher)
-    policy = torch.softmax(student_out, -1)
+    policy = softmax(student_out)
     occupancy = mdp.occupancy(policy)
     loss = masked_state_loss(variant, student_out, teacher_out, v_teacher)
     parts = reward_parts(

@@ -11,8 +11,8 @@ import torch
 
 from study.tabular.mdp import MDPError, TabularMDP
 
-# Grid moves: up, right, down, left; index 4 is "stay".
-_MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1), (0, 0)])
+# Grid moves: up, right, down, left.
+_MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -64,10 +64,11 @@ def gridworld(
     Episodes start at the centre.
 
     Actions 0-3 move up, right, down, left. Actions beyond the fourth (for the
-    action-count scaling of Fig. 4: 40, 400, 4000) are no-ops: they stay in
-    place, pay the cell's reward and the absorption risk like any step, and
-    are subject to the same noise. A no-op never helps, so a good policy must
-    find the four real moves among them.
+    action-count scaling of Fig. 4: 40, 400, 4000) repeat the four moves
+    cyclically: action ``a`` moves like ``a mod 4``. The MDP, its optimal
+    values and the uniform policy's random walk stay those of the 4-action
+    grid, and the teacher spreads its mass over equivalent copies; what grows
+    is only the number of actions a sampled update must cover.
 
     Wall and never-entered cells are stored as terminal states with no start
     mass: they are unreachable, and metrics over "non-terminal" states skip them.
@@ -98,18 +99,16 @@ def gridworld(
         value[penalties] = -1.0
         is_wall = np.zeros(n_cells, bool)
         is_wall[walls] = True
-        # destination of each of the five moves from each cell
+        # destination of each of the four moves from each cell
         r2 = np.clip(rows[:, None] + _MOVES[None, :, 0], 0, size - 1)
         c2 = np.clip(cols[:, None] + _MOVES[None, :, 1], 0, size - 1)
         dest = r2 * size + c2
-        dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 5]
-        # probabilities over the five moves for each action
-        move_p = np.zeros((n_actions, 5))
-        move_p[:, :4] = noise / 4
-        move_p[np.arange(4), np.arange(4)] += 1 - noise
-        move_p[4:, 4] += 1 - noise
-        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, 5)).copy()
-        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, 5)).copy()
+        dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 4]
+        # probabilities over the four moves for each action
+        move_p = np.full((n_actions, 4), noise / 4)
+        move_p[np.arange(n_actions), np.arange(n_actions) % 4] += 1 - noise
+        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, 4)).copy()
+        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, 4)).copy()
         reward = value[succ]
         terminal = is_wall.copy()
         terminal[terminals] = True
@@ -255,3 +254,16 @@ def exit_chain(
 
 GENERATORS = {"gridworld": gridworld, "garnet": garnet, "two_step_toy": two_step_toy,
               "corridor": corridor, "exit_chain": exit_chain}
+
+
+def bandit(n: int = 1, *, n_actions: int = 4, dtype: torch.dtype = torch.float32) -> TabularMDP:
+    """One state whose every action ends the episode (reward 0): the per-state
+    view of a distillation loss, with nothing downstream to trade against."""
+    _check("n_actions", n_actions, 2, 1_000_000, "n_actions >= 2")
+    succ = np.ones((2, n_actions, 1), dtype=np.int64)
+    mdp = {"succ": succ, "prob": np.ones((2, n_actions, 1)), "reward": np.zeros((2, n_actions, 1)),
+           "terminal": np.array([False, True]), "start": np.array([1.0, 0.0]), "absorb": np.float64(0.0)}
+    return _stack([mdp] * n, dtype, {"generator": "bandit", "n_actions": n_actions})
+
+
+GENERATORS["bandit"] = bandit

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from study.tabular.mdp import TabularMDP
-from variants.policy import kl
+from variants.policy import kl, log_softmax
 
 METRICS = ("kl_student", "kl_teacher", "kl_uniform", "return", "agreement")
 
@@ -30,7 +30,7 @@ def evaluate_students(
     teacher-weighted share of states where the student's argmax is the
     teacher's.
     """
-    student_logp = torch.log_softmax(student_logits, -1)
+    student_logp = log_softmax(student_logits)
     policy = student_logp.exp()
     per_state = kl(teacher_logp, student_logp)
     d_student = mdp.occupancy(policy)

@@ -15,7 +15,7 @@ _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 
 # Stream ids: one per purpose, so draws for different purposes never collide.
-START, STEP, INIT, NOISE = range(1, 5)
+START, STEP, INIT, NOISE, ROLLOUT = range(1, 6)
 
 
 def _mul32(x: Tensor, c: int) -> Tensor:
@@ -51,7 +51,7 @@ def instance_keys(*parts: Tensor | int) -> Tensor:
 
 
 def to_uniform(key: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Hashed keys to floats in (0, 1)."""
+    """Hashed keys to floats in (0, 1); keep float64 (float32 rounds the top keys to 1.0)."""
     return ((key.to(torch.float64) + 0.5) / 4294967296.0).to(dtype)
 
 
@@ -93,6 +93,11 @@ def draws(key: Tensor, step: int, count: int, dtype: torch.dtype = torch.float64
 
 def categorical(probs: Tensor, u: Tensor) -> Tensor:
     """Inverse-CDF draw from ``probs`` ``[B, K]`` with uniforms ``u`` ``[B]``."""
-    cdf = probs.cumsum(-1)
+    return inverse_cdf(probs.cumsum(-1), u)
+
+
+def inverse_cdf(cdf: Tensor, u: Tensor) -> Tensor:
+    """Draw from cumulative (unnormalised) probabilities ``[B, K]``: precompute the
+    cumulative sums once when the same table is drawn from many times."""
     idx = (cdf < (u * cdf[:, -1]).unsqueeze(-1)).sum(-1)
-    return idx.clamp(max=probs.shape[-1] - 1)
+    return idx.clamp(max=cdf.shape[-1] - 1)

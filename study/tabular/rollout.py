@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from study.tabular.mdp import TabularMDP
-from study.tabular.rng import categorical, combine, draws, to_uniform
+from study.tabular.rng import categorical, combine, draws, inverse_cdf, to_uniform
 
 
 @dataclass
@@ -31,50 +31,71 @@ class Rollout:
         return self.valid.sum(-1)
 
 
-def rollout(mdp: TabularMDP, control: Tensor, keys: Tensor, *, episodes: int = 1, max_steps: int = 1000) -> Rollout:
+CHUNK = 32  # steps of random draws generated at once (amortises per-op overhead)
+
+
+def step_table(mdp: TabularMDP) -> Tensor:
+    """``[N * S * A, K, 4]``: per (s, a) and successor, the cumulative probability, the
+    successor id, the reward and whether the successor is terminal, so that one
+    step of a rollout needs a single lookup. Build it once per batch of MDPs."""
+    n, s_count, a_count, k_count = mdp.succ.shape
+    succ = mdp.succ.reshape(n, -1)
+    dt = mdp.dtype
+    return torch.stack([
+        mdp.prob.cumsum(-1),
+        mdp.succ.to(dt),
+        mdp.reward,
+        mdp.terminal.gather(1, succ).view_as(mdp.succ).to(dt),
+    ], dim=-1).reshape(n * s_count * a_count, k_count, 4)
+
+
+def rollout(mdp: TabularMDP, control: Tensor, keys: Tensor, *, episodes: int = 1, max_steps: int = 1000,
+            table: Tensor | None = None) -> Rollout:
     """Sample ``episodes`` episodes per instance.
 
     ``mdp`` holds one MDP per instance (``N``), ``control`` the control
     policies ``[N, S, A]``, ``keys`` one random key per instance for this
     round (the same key gives the same episodes, whatever the batch).
+    ``table`` is :func:`step_table` of ``mdp``, when the caller keeps it.
     """
     n, s_count, a_count, _ = mdp.succ.shape
     rows = torch.arange(n).repeat_interleave(episodes)
     ep_keys = combine(keys[rows], torch.arange(episodes).repeat(n))
     b = len(rows)
-    q_flat = control.reshape(n * s_count, a_count)
-    prob_flat = mdp.prob.reshape(n * s_count * a_count, -1)
-    succ_flat = mdp.succ.reshape(n * s_count * a_count, -1)
-    reward_flat = mdp.reward.reshape(n * s_count * a_count, -1)
-    terminal_flat = mdp.terminal.reshape(-1)
-    absorb = mdp.absorb[rows]
+    q_cdf = control.reshape(n * s_count, a_count).cumsum(-1)
+    table = step_table(mdp) if table is None else table
+    absorb = mdp.absorb[rows].to(torch.float64)
 
     states = torch.zeros(b, max_steps, dtype=torch.int64)
     actions = torch.zeros(b, max_steps, dtype=torch.int64)
     rewards = torch.zeros(b, max_steps, dtype=mdp.dtype)
     valid = torch.zeros(b, max_steps, dtype=torch.bool)
 
-    start_u = to_uniform(combine(ep_keys, -1), mdp.dtype)
-    s = categorical(mdp.start[rows], start_u)
+    s = categorical(mdp.start[rows], to_uniform(combine(ep_keys, -1)))
+    active = torch.arange(b)  # rows still running, compacted every CHUNK steps
     alive = torch.ones(b, dtype=torch.bool)
     base = rows * s_count
     steps = 0
     for t in range(max_steps):
-        u = draws(ep_keys, t, 3, mdp.dtype)
+        if t % CHUNK == 0:
+            if t > 0:
+                active, s, alive, base = active[alive], s[alive], alive[alive], base[alive]
+            block = draws(ep_keys[active], t // CHUNK, CHUNK * 3).view(len(active), CHUNK, 3)
+        u = block[:, t % CHUNK]
         sa = base + s
-        a = categorical(q_flat.index_select(0, sa), u[:, 0])
-        idx = sa * a_count + a
-        k = categorical(prob_flat.index_select(0, idx), u[:, 1]).unsqueeze(-1)
-        s2 = succ_flat.index_select(0, idx).gather(1, k).squeeze(-1)
-        r = reward_flat.index_select(0, idx).gather(1, k).squeeze(-1)
-        states[:, t] = s
-        actions[:, t] = a
-        rewards[:, t] = r
-        valid[:, t] = alive
-        goes_on = ~terminal_flat.index_select(0, base + s2) & (u[:, 2] >= absorb)
-        alive = alive & goes_on
-        s = s2
+        a = inverse_cdf(q_cdf.index_select(0, sa), u[:, 0])
+        out = table.index_select(0, sa * a_count + a)  # [B, K, 4]
+        k = inverse_cdf(out[..., 0], u[:, 1]).view(-1, 1, 1).expand(-1, 1, 3)
+        s2, r, term = out[..., 1:].gather(1, k).squeeze(1).unbind(-1)
+        states[active, t] = s
+        actions[active, t] = a
+        rewards[active, t] = r
+        valid[active, t] = alive
+        alive = alive & (term == 0) & (u[:, 2] >= absorb[active])
+        s = s2.long()
         steps = t + 1
         if not alive.any():
             break
-    return Rollout(rows, states[:, :steps], actions[:, :steps], rewards[:, :steps], valid[:, :steps], alive)
+    cut = torch.zeros(b, dtype=torch.bool)
+    cut[active] = alive
+    return Rollout(rows, states[:, :steps], actions[:, :steps], rewards[:, :steps], valid[:, :steps], cut)

@@ -1,0 +1,1 @@
+"""Tables, statistics and figures from results; reads files, never runs anything."""

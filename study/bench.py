@@ -1,0 +1,91 @@
+"""Benchmarks: speed targets are measured here, never asserted in tests."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+import variants as V
+from study.tabular import generators as gen
+from study.tabular import teachers as T
+from study.tabular.engine import Plan, TrainConfig, distill
+
+
+@dataclass
+class TabularBench:
+    """MDP-iterations per second of the batched engine and of a per-MDP loop on the same work."""
+
+    mdps: int
+    size: int
+    iterations: int
+    loop_mdps: int
+    batched_seconds: float
+    loop_seconds: float
+    batched_rate: float
+    loop_rate: float
+    ratio: float
+    fig3_hours_per_curve: float
+    fig3_hours_all_curves: float
+    machine: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def machine_description() -> str:
+    """What the numbers were measured on."""
+    return (f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch thread(s), "
+            f"{_cpu_count()} cores, torch {torch.__version__}").replace("  ", " ")
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _timed_run(mdp, teacher, variant: V.Variant, iterations: int) -> float:
+    """Seconds for iterations 2..N (the first iteration pays one-off set-up costs)."""
+    marks: dict[int, float] = {}
+
+    def tick(done: int) -> None:
+        marks[done] = time.perf_counter()
+
+    config = TrainConfig(mode="sampled", iterations=iterations, lr=0.05, optimizer="adam",
+                         eval_every=iterations, max_steps=400)
+    distill(mdp, teacher, [variant], Plan.product(mdp.n_mdps, 1, [0]), config, progress=tick,
+            record_metrics=False)
+    return marks[iterations] - marks[1]
+
+
+def bench_tabular(mdps: int = 1000, size: int = 20, iterations: int = 6, loop_mdps: int | None = None,
+                  progress=None) -> TabularBench:
+    """The batched sampled engine on ``mdps`` grid worlds against a loop over single MDPs.
+
+    Both run the same sampled on-policy distillation with the same keys, so
+    they draw the same episodes: the work is identical. The loop covers
+    ``loop_mdps`` of the MDPs (all of them by default).
+    """
+    torch.set_num_threads(1)
+    loop_mdps = mdps if loop_mdps is None else min(loop_mdps, mdps)
+    if iterations < 2:
+        raise ValueError("iterations: need at least 2 (the first one is set-up and is not timed)")
+    mdp = gen.gridworld(mdps, size=size, seed=0)
+    teacher = T.value_iteration(mdp)
+    variant = V.variant("on_policy_distill", tau=0.1)
+    batched = _timed_run(mdp, teacher, variant, iterations)
+    timed_its = iterations - 1
+    loop = 0.0
+    for i in range(loop_mdps):
+        one = torch.tensor([i])
+        loop += _timed_run(mdp.select(one), teacher[one], variant, iterations)
+        if progress is not None:
+            progress(i + 1)
+    batched_rate = mdps * timed_its / batched
+    loop_rate = loop_mdps * timed_its / loop
+    per_curve = 1000 * 30_000 / batched_rate / 3600
+    return TabularBench(mdps, size, iterations, loop_mdps, batched, loop, batched_rate, loop_rate,
+                        batched_rate / loop_rate, per_curve, 9 * per_curve, machine_description())

@@ -1,0 +1,366 @@
+"""The references' convergence claims, checked on toy MDPs.
+
+Each check measures; the verdict follows from the numbers and a threshold
+stated in the evidence. A claim that does not hold is reported as such.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import variants as V
+from study.tabular import exact
+from study.tabular import generators as gen
+from study.tabular import teachers as T
+from study.tabular.engine import Curves, Plan, TrainConfig, distill
+from study.tabular.students import Student
+from variants.policy import softmax
+
+CZ = "Czarnecki et al. 2019"
+F64 = torch.float64
+
+
+@dataclass
+class ClaimResult:
+    """A verdict with the numbers behind it."""
+
+    key: str
+    claim: str
+    reference: str
+    holds: bool
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "claim": self.claim, "reference": self.reference, "holds": self.holds,
+                "summary": self.summary, "evidence": self.evidence, "seconds": round(self.seconds, 2)}
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    claim: str
+    reference: str
+    check: Callable[[bool], tuple[bool, str, dict[str, Any]]]
+
+
+def _asymmetry(variant: V.Variant, mdp, teacher_out: torch.Tensor, theta: torch.Tensor) -> float:
+    """||J - J^T|| / ||J|| of the expected update field's Jacobian at theta."""
+    jac = torch.func.jacrev(lambda p: exact.update_field(variant, mdp, teacher_out, lambda x: x, p))(theta)
+    size = theta.numel()
+    jac = jac.reshape(size, size)
+    return float((jac - jac.T).norm() / jac.norm())
+
+
+def _random_points(quick: bool) -> list[tuple]:
+    """Small Garnets with random teachers and random student parameters."""
+    n = 3 if quick else 10
+    mdp = gen.garnet(n, n_states=5, n_actions=3, branching=2, absorb=0.2, n_terminal=1, seed=7, dtype=F64)
+    g = torch.Generator().manual_seed(7)
+    points = []
+    for i in range(n):
+        one = mdp.select(torch.tensor([i]))
+        teacher = torch.randn(1, 5, 3, generator=g, dtype=F64)
+        theta = torch.randn(1, 5, 3, generator=g, dtype=F64)
+        points.append((one, teacher, theta))
+    return points
+
+
+def check_theorem1(quick: bool) -> tuple[bool, str, dict]:
+    v = V.variant("on_policy_distill")
+    ratios = [_asymmetry(v, m, t, th) for m, t, th in _random_points(quick)]
+    threshold = 1e-3
+    holds = min(ratios) > threshold
+    ev = {"asymmetry_min": min(ratios), "asymmetry_median": float(np.median(ratios)),
+          "points": len(ratios), "threshold": f"every ||J-J^T||/||J|| > {threshold}"}
+    return holds, f"||J-J^T||/||J|| min {min(ratios):.3g} over {len(ratios)} random MDPs/points", ev
+
+
+def check_theorem2(quick: bool) -> tuple[bool, str, dict]:
+    points = _random_points(quick)
+    ev: dict[str, Any] = {}
+    for name in ("n_distill", "expected_entropy_regularised"):
+        v = V.variant(name)
+        ev[f"{name}_asymmetry_max"] = max(_asymmetry(v, m, t, th) for m, t, th in points)
+    threshold = 1e-8
+    holds = all(x < threshold for x in ev.values())
+    ev["points"] = len(points)
+    ev["threshold"] = f"every ||J-J^T||/||J|| < {threshold} (float64)"
+    text = ", ".join(f"{k.replace('_asymmetry_max', '')} {x:.1e}" for k, x in ev.items() if "asym" in k)
+    return holds, f"max ||J-J^T||/||J||: {text}", ev
+
+
+def check_proposition1(quick: bool) -> tuple[bool, str, dict]:
+    n, size, iters = (3, 5, 600) if quick else (10, 8, 3000)
+    mdp = gen.gridworld(n, size=size, seed=11, dtype=F64)
+    teacher = T.value_iteration(mdp)
+    v = V.variant("on_policy_distill", tau=1.0)
+    curves = distill(mdp, teacher, [v], Plan.product(n, 1, [0]),
+                     TrainConfig(mode="exact", iterations=iters, lr=1.0, eval_every=iters // 10))
+    kl_t = curves.values["kl_teacher"]  # [E, N]
+    # worst teacher-reachable state at the end
+    with torch.no_grad():
+        pi_t = T.teacher_policy(teacher, 1.0)
+        reach = mdp.occupancy(pi_t) > 1e-12
+    final_kl = kl_t[-1]
+    monotone = bool((kl_t[1:] <= kl_t[:-1] + 1e-12).all())
+    drop = float((final_kl / kl_t[0]).max())
+    threshold = 0.02
+    holds = monotone and drop < threshold
+    ev = {"mdps": n, "grid": size, "iterations": iters, "kl_teacher_start": float(kl_t[0].mean()),
+          "kl_teacher_end_max": float(final_kl.max()), "worst_relative_kl": drop,
+          "monotone_decrease": monotone, "reachable_states": int(reach.sum()),
+          "threshold": f"KL under the teacher's states falls monotonically to < {threshold} of its start"}
+    return holds, (f"KL(pi_T||pi_theta) on teacher states: {float(kl_t[0].mean()):.3f} -> "
+                   f"{float(final_kl.max()):.2e} (max over {n} grids), monotone={monotone}"), ev
+
+
+def check_argmax(quick: bool) -> tuple[bool, str, dict]:
+    iters = 400 if quick else 2000
+    mdp = gen.bandit(1, n_actions=4, dtype=F64)
+    teacher = torch.tensor([[[1.0, 0.5, 0.0, -0.5], [0.0] * 4]], dtype=F64)
+    ev: dict[str, Any] = {"teacher_probs": [round(x, 3) for x in torch.softmax(teacher[0, 0], -1).tolist()]}
+    for name in ("expected_entropy_regularised", "entropy_regularised", "on_policy_distill"):
+        c = distill(mdp, teacher, [V.variant(name, tau=1.0)], Plan.product(1, 1, [0]),
+                    TrainConfig(mode="exact", iterations=iters, lr=1.0, eval_every=iters))
+        ev[f"{name}_kl_end"] = float(c.final("kl_teacher")[0])
+        ev[f"{name}_argmax_prob"] = float(_student_probs(mdp, c, name, teacher, iters)[0])
+    t_max = max(ev["teacher_probs"])
+    holds = (ev["expected_entropy_regularised_argmax_prob"] > 0.95 and ev["entropy_regularised_argmax_prob"] > 0.95
+             and abs(ev["on_policy_distill_argmax_prob"] - t_max) < 0.02)
+    ev["threshold"] = "ER and expected ER put > 0.95 on the teacher's argmax; on-policy distill matches pi_T"
+    return holds, (f"pi_theta(argmax): expected ER {ev['expected_entropy_regularised_argmax_prob']:.3f}, "
+                   f"ER {ev['entropy_regularised_argmax_prob']:.3f}, on-policy distill "
+                   f"{ev['on_policy_distill_argmax_prob']:.3f} vs pi_T {t_max:.3f}"), ev
+
+
+def _student_probs(mdp, curves: Curves, name: str, teacher, iters: int) -> torch.Tensor:
+    """Retrain deterministically to read the final policy (exact mode is noise-free)."""
+    v = V.variant(name, tau=1.0)
+    theta = torch.zeros(1, 2, 4, dtype=F64, requires_grad=True)
+    opt = torch.optim.SGD([theta], lr=1.0)
+    for it in range(iters):
+        opt.zero_grad()
+        exact.expected_surrogate(v, mdp, teacher, theta, iteration=it).sum().backward()
+        opt.step()
+    probs = torch.softmax(theta.detach()[0, 0], -1)
+    return probs[teacher[0, 0].argmax()].unsqueeze(0)
+
+
+def check_shorter_episodes(quick: bool) -> tuple[bool, str, dict]:
+    iters = 500 if quick else 3000
+    length = 10
+    mdp = gen.exit_chain(1, length=length, step_reward=1.0, dtype=F64)
+    q = T.value_iteration(mdp)
+    tau = 2.0
+    ev: dict[str, Any] = {"chain_length": length, "teacher_tau": tau}
+    pi_t = T.teacher_policy(q, tau)
+    ev["teacher_episode_length"] = float(mdp.occupancy(pi_t).sum())
+    for name in ("expected_entropy_regularised", "expected_entropy_regularised_r", "on_policy_distill"):
+        v = V.variant(name, tau=tau)
+        theta = torch.zeros(1, length + 1, 3, dtype=F64, requires_grad=True)
+        opt = torch.optim.SGD([theta], lr=0.5)
+        for it in range(iters):
+            opt.zero_grad()
+            exact.expected_surrogate(v, mdp, q, theta, iteration=it).sum().backward()
+            opt.step()
+        ev[f"{name}_episode_length"] = float(mdp.occupancy(softmax(theta.detach())).sum())
+    er = ev["expected_entropy_regularised_episode_length"]
+    holds = er < ev["teacher_episode_length"] - 1.0
+    ev["threshold"] = "expected ER's episodes at least one step shorter than the teacher's"
+    return holds, (f"mean episode length: teacher {ev['teacher_episode_length']:.2f}, expected ER {er:.2f}, "
+                   f"+R {ev['expected_entropy_regularised_r_episode_length']:.2f}, on-policy distill "
+                   f"{ev['on_policy_distill_episode_length']:.2f}"), ev
+
+
+TOY_TEACHER = [[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
+
+
+def toy_trajectory(name: str, teacher_out: torch.Tensor, iters: int, lr: float = 0.2,
+                   start: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
+    """Parameters (theta_0, theta_1) of the Fig. 2 toy student along exact updates, ``[iters + 1, 2]``."""
+    mdp = gen.two_step_toy(F64)
+    student = Student("linear", pin_last=True)
+    v = V.variant(name)
+    theta = torch.tensor([[[start[0]], [start[1]]]], dtype=F64, requires_grad=True)
+    path = [theta.detach().flatten().clone()]
+    for it in range(iters):
+        s = exact.expected_surrogate(v, mdp, teacher_out, student.logits(theta, mdp), iteration=it).sum()
+        (grad,) = torch.autograd.grad(s, theta)
+        with torch.no_grad():
+            theta -= lr * grad
+        path.append(theta.detach().flatten().clone())
+    return torch.stack(path)
+
+
+def _late_motion(path: torch.Tensor, window: int) -> tuple[float, int]:
+    """Amplitude and direction reversals of theta_0 over the last ``window`` steps."""
+    late = path[-window:]
+    amp = float((late.max(0).values - late.min(0).values).max())
+    d = torch.diff(late[:, 0])
+    d = d[d.abs() > 1e-12]
+    reversals = int((torch.sign(d[1:]) != torch.sign(d[:-1])).sum()) if len(d) > 1 else 0
+    return amp, reversals
+
+
+def check_fig2_toy(quick: bool) -> tuple[bool, str, dict]:
+    iters = 1500 if quick else 6000
+    window = iters // 3
+    teacher = torch.tensor([TOY_TEACHER], dtype=F64)
+    ev: dict[str, Any] = {"teacher_logits": TOY_TEACHER, "iterations": iters, "lr": 0.2}
+    for name in ("on_policy_distill_r", "n_distill_r"):
+        path = toy_trajectory(name, teacher, iters)
+        amp, rev = _late_motion(path, window)
+        ev[f"{name}_final_theta"] = [round(x, 4) for x in path[-1].tolist()]
+        ev[f"{name}_late_amplitude"] = amp
+        ev[f"{name}_late_reversals"] = rev
+    # how many teachers on a grid make on-policy distill + R oscillate at all
+    grid = [-3.0, 3.0] if quick else [-3.0, 0.0, 3.0]
+    oscillating = 0
+    scan_iters = 400 if quick else 1000
+    for a, b, c in itertools.product(grid, repeat=3):
+        t = torch.tensor([[[a, 0.0], [b, 0.0], [c, 0.0], [0.0, 0.0]]], dtype=F64)
+        amp, rev = _late_motion(toy_trajectory("on_policy_distill_r", t, scan_iters, lr=0.5), scan_iters // 3)
+        oscillating += int(amp > 1e-2 and rev >= 2)
+    ev["teachers_scanned"] = len(grid) ** 3
+    ev["teachers_with_oscillation"] = oscillating
+    osc = ev["on_policy_distill_r_late_amplitude"] > 1e-2 and ev["on_policy_distill_r_late_reversals"] >= 2
+    conv = ev["n_distill_r_late_amplitude"] < 1e-4
+    holds = osc and conv
+    ev["threshold"] = ("oscillates: late-window amplitude > 1e-2 with >= 2 reversals; "
+                       "converges: late-window amplitude < 1e-4")
+    return holds, (f"on-policy distill + R late amplitude {ev['on_policy_distill_r_late_amplitude']:.1e} "
+                   f"({'oscillates' if osc else 'settles'}); N-distill + R {ev['n_distill_r_late_amplitude']:.1e} "
+                   f"({'converges' if conv else 'moves'}); oscillating teachers {oscillating}/{len(grid) ** 3}"), ev
+
+
+def _iterations_to_reach(curves: Curves, frac: float) -> torch.Tensor:
+    """First evaluation step where the normalised return reaches ``frac`` (inf if never)."""
+    ret = curves.values["return"]
+    norm = (ret - curves.uniform_return) / (curves.teacher_return - curves.uniform_return)
+    steps = torch.tensor(curves.steps, dtype=F64).unsqueeze(-1).expand_as(norm)
+    reached = norm >= frac
+    first = torch.where(reached, steps, torch.full_like(steps, math.inf)).min(0).values
+    return first
+
+
+def _bootstrap_ratio(num: np.ndarray, den: np.ndarray, seed: int = 0, reps: int = 2000) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(reps, len(num)))
+    ratios = num[idx].mean(1) / den[idx].mean(1)
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def check_student_driven_faster(quick: bool) -> tuple[bool, str, dict]:
+    n, size, iters, every = (6, 8, 300, 10) if quick else (20, 12, 1500, 25)
+    mdp = gen.gridworld(n, size=size, seed=5)
+    teacher = T.value_iteration(mdp)
+    tau = 0.01
+    variants = [V.variant("teacher_distill", tau=tau), V.variant("on_policy_distill", tau=tau)]
+    plan = Plan.product(n, 2, [0])
+    curves = distill(mdp, teacher, variants, plan,
+                     TrainConfig(mode="sampled", iterations=iters, lr=0.1, eval_every=every, max_steps=400))
+    frac = 0.9
+    first = _iterations_to_reach(curves, frac)
+    t_steps = first[plan.variant_index == 0].numpy()
+    s_steps = first[plan.variant_index == 1].numpy()
+    both = np.isfinite(t_steps) & np.isfinite(s_steps)
+    ev: dict[str, Any] = {"mdps": n, "grid": size, "iterations": iters, "teacher_tau": tau, "target": frac,
+                          "teacher_driven_reached": int(np.isfinite(t_steps).sum()),
+                          "student_driven_reached": int(np.isfinite(s_steps).sum())}
+    # MDPs where a variant never got there count at the budget (a lower bound on its time)
+    t_c = np.where(np.isfinite(t_steps), t_steps, iters)
+    s_c = np.where(np.isfinite(s_steps), s_steps, iters)
+    s_c = np.maximum(s_c, every)
+    ratio = float(t_c.mean() / s_c.mean())
+    lo, hi = _bootstrap_ratio(t_c, s_c)
+    ev.update({"ratio_teacher_over_student": ratio, "ratio_ci95": [lo, hi], "paper_ratio": "about 3",
+               "mdps_both_reached": int(both.sum())})
+    holds = lo > 1.0
+    ev["threshold"] = "95% bootstrap CI of (teacher-driven / student-driven iterations) above 1"
+    return holds, (f"iterations to {frac:.0%} of the teacher's return: teacher/student = {ratio:.2f} "
+                   f"[{lo:.2f}, {hi:.2f}] over {n} grids (paper: about 3)"), ev
+
+
+def check_action_scaling(quick: bool) -> tuple[bool, str, dict]:
+    counts = [4, 40] if quick else [4, 40, 400, 4000]
+    n, size, iters = (4, 5, 150) if quick else (8, 6, 400)
+    names = ["entropy_regularised", "expected_entropy_regularised", "on_policy_distill"]
+    ev: dict[str, Any] = {"mdps": n, "grid": size, "iterations": iters, "actions": counts,
+                          "optimiser": "adam, lr 0.05", "teacher_tau": 0.1}
+    finals: dict[str, list[float]] = {k: [] for k in names}
+    for a in counts:
+        mdp = gen.gridworld(n, size=size, n_actions=a, seed=9)
+        teacher = T.value_iteration(mdp)
+        variants = [V.variant(k, tau=0.1) for k in names]
+        curves = distill(mdp, teacher, variants, Plan.product(n, len(names), [0]),
+                         TrainConfig(mode="sampled", iterations=iters, lr=0.05, optimizer="adam",
+                                     eval_every=iters, max_steps=200))
+        norm = (curves.final("return") - curves.uniform_return) / (curves.teacher_return - curves.uniform_return)
+        for vi, k in enumerate(names):
+            finals[k].append(float(norm[curves.plan.variant_index == vi].mean()))
+    for k in names:
+        ev[f"{k}_normalised_return"] = [round(x, 3) for x in finals[k]]
+    er, eer, opd = (finals[k] for k in names)
+    degrades = er[-1] < er[0] - 0.5
+    close = abs(eer[-1] - opd[-1]) < abs(eer[-1] - er[-1])
+    holds = degrades and close
+    ev.update({"entropy_regularised_degrades": degrades, "expected_closer_to_on_policy": close})
+    ev["threshold"] = ("at the most actions, entropy regularised has lost > 0.5 of normalised return "
+                       "(uniform 0, teacher 1) and expected entropy regularised is closer to on-policy "
+                       "distill than to entropy regularised")
+    return holds, (f"normalised return at {counts} actions: ER {ev['entropy_regularised_normalised_return']}, "
+                   f"expected ER {ev['expected_entropy_regularised_normalised_return']}, on-policy distill "
+                   f"{ev['on_policy_distill_normalised_return']}"), ev
+
+
+CLAIMS: list[Claim] = [
+    Claim("theorem1_on_policy_not_gradient", "On-policy distill's update field has an asymmetric Jacobian",
+          f"{CZ}, Theorem 1", check_theorem1),
+    Claim("theorem2_symmetric", "N-distill and expected entropy regularised have symmetric Jacobians",
+          f"{CZ}, Theorem 2", check_theorem2),
+    Claim("proposition1_tabular_converges",
+          "A tabular student under on-policy distill converges to the teacher on teacher-reachable states",
+          f"{CZ}, Proposition 1", check_proposition1),
+    Claim("entropy_regularised_argmax",
+          "Entropy regularised and expected entropy regularised head for the teacher's argmax, not pi_T",
+          f"{CZ}, Sec. 4", check_argmax),
+    Claim("entropy_regularised_shorter_episodes",
+          "Without +R, (expected) entropy regularised favours shorter episodes", f"{CZ}, Sec. 4",
+          check_shorter_episodes),
+    Claim("fig2_toy", "On the Fig. 2 toy, on-policy distill + R oscillates and N-distill + R converges",
+          f"{CZ}, Fig. 2", check_fig2_toy),
+    Claim("fig3_student_driven_faster",
+          "Student-driven distillation reaches the teacher's return faster than teacher-driven (about 3x)",
+          f"{CZ}, Fig. 3", check_student_driven_faster),
+    Claim("fig4_action_scaling",
+          "Entropy regularised degrades as actions grow; expected entropy regularised stays stable",
+          f"{CZ}, Fig. 4", check_action_scaling),
+]
+
+
+def run_claims(quick: bool = False, only: list[str] | None = None,
+               on_done: Callable[[ClaimResult], None] | None = None) -> list[ClaimResult]:
+    """Run the checks (all, or those named in ``only``) and return their verdicts."""
+    import time
+
+    results = []
+    for claim in CLAIMS:
+        if only and claim.key not in only:
+            continue
+        start = time.perf_counter()
+        holds, summary, evidence = claim.check(quick)
+        result = ClaimResult(claim.key, claim.claim, claim.reference, bool(holds), summary, evidence,
+                             time.perf_counter() - start)
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return results
