@@ -9,8 +9,8 @@ from variants.control import Control
 from variants.errors import VariantError
 from variants.spec import Variant
 
-CZARNECKI = "Czarnecki et al. 2019, Distilling Policy Distillation"
-RUSU = "Rusu et al. 2016, Policy Distillation"
+CZARNECKI = "Czarnecki et al. 2019"
+RUSU = "Rusu et al. 2016"
 STUDENT = Control(kind="student")
 TEACHER = Control(kind="teacher")
 RUSU_CONTROL = Control(kind="teacher", teacher_tau=0.0, epsilon=0.05)
@@ -80,24 +80,24 @@ CATALOGUE: dict[str, Entry] = {
         _entry("teacher_v_reward", STUDENT, "none", "teacher_v", f"{CZARNECKI}, Table 1",
                "gradient field of the environment return (V_T only shapes it); can beat a poor teacher",
                "imperfect or adversarial teachers whose values are still informative"),
-        _entry("rusu_nll", RUSU_CONTROL, "nll", "none", f"{RUSU}, Sec. 4",
+        _entry("rusu_nll", RUSU_CONTROL, "nll", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "labels only: the teacher's greedy action",
                replay=True),
-        _entry("rusu_mse", RUSU_CONTROL, "mse", "none", f"{RUSU}, Sec. 4",
+        _entry("rusu_mse", RUSU_CONTROL, "mse", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "matching Q-values themselves",
                replay=True),
-        _entry("rusu_kl", RUSU_CONTROL, "forward_kl", "none", f"{RUSU}, Sec. 4",
+        _entry("rusu_kl", RUSU_CONTROL, "forward_kl", "none", RUSU,
                "gradient field on the teacher's (replayed) data",
                "Atari-scale distillation of DQN teachers (best of Rusu et al.'s three losses)",
                tau=0.01, replay=True),
-        _entry("on_policy_distill_r", STUDENT, "cross_entropy", "none", f"{CZARNECKI}, Sec. 5",
+        _entry("on_policy_distill_r", STUDENT, "cross_entropy", "none", CZARNECKI,
                "not a gradient field; can oscillate for ever with shared parameters (Fig. 2)",
                "imperfect teachers with a tabular student", env_reward=True),
-        _entry("n_distill_r", STUDENT, "cross_entropy", "neg_next_loss", f"{CZARNECKI}, Sec. 5",
+        _entry("n_distill_r", STUDENT, "cross_entropy", "neg_next_loss", CZARNECKI,
                "gradient field; converges where on-policy distill + R oscillates (Fig. 2)",
                "imperfect teachers with shared parameters", env_reward=True),
         _entry("expected_entropy_regularised_r", STUDENT, "reverse_cross_entropy", "teacher_logp_next",
-               f"{CZARNECKI}, Sec. 5", "gradient field",
+               CZARNECKI, "gradient field",
                "imperfect teachers in large action spaces", env_reward=True),
         _entry("on_policy_distill_r_vcond", STUDENT, "cross_entropy", "none", f"{CZARNECKI}, Fig. 5",
                "not a gradient field; ignores the teacher where the student is already better",

@@ -89,11 +89,11 @@ def gridworld(
         rng = _rng(seed, i)
         others = np.setdiff1d(np.arange(n_cells), [centre])
         order = rng.permutation(others)
-        n_walls = int(round(wall_frac * n_cells))
+        n_walls = round(wall_frac * n_cells)
         walls = order[:n_walls]
         terminals = order[n_walls:n_walls + len(terminal_values)]
         free = order[n_walls + len(terminal_values):]
-        penalties = free[: int(round(penalty_frac * len(free)))]
+        penalties = free[: round(penalty_frac * len(free))]
         value = np.zeros(n_cells)
         value[terminals] = terminal_values
         value[penalties] = -1.0

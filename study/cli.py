@@ -1,0 +1,188 @@
+"""The `distill` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from study.tabular.mdp import MDPError
+from variants import VariantError
+
+app = typer.Typer(
+    help="A comparative study harness for policy-distillation variants.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks (speed targets live here, not in tests).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UsageError(ValueError):
+    """Bad input from the command line."""
+
+
+def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input exits with status 2 and a message that names the problem."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (VariantError, MDPError, UsageError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing was written")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+@app.command("variants", epilog="Example: distill variants --json")
+@cli_errors
+def variants_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+) -> None:
+    """List the named variants: control, loss, pseudo-reward, gradient field, reference."""
+    from variants import CATALOGUE
+
+    rows = [entry.to_dict() for entry in CATALOGUE.values()]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="distillation variants")
+    for col in ("name", "control", "loss", "reward", "gradient field", "reference"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        reward = r["reward"] + (" +R" if r["env_reward"] else "") + (" +V cond" if r["v_cond"] else "")
+        table.add_row(r["name"], r["control"], r["loss"], reward, "yes" if r["gradient_field"] else "no",
+                      r["reference"])
+    out.print(table)
+
+
+@app.command("claims", epilog="Example: distill claims --quick --json claims.json")
+@cli_errors
+def claims_cmd(
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller version (seconds instead of minutes).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the verdicts and evidence here.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only this claim (repeatable).")] = None,
+) -> None:
+    """Check the papers' convergence claims on toy MDPs; exit 0 only if every claim holds."""
+    import torch
+
+    from study.claims import CLAIMS, run_claims
+
+    keys = [c.key for c in CLAIMS]
+    for key in only or []:
+        if key not in keys:
+            raise UsageError(f"--only: unknown claim {key!r}; allowed: {', '.join(keys)}")
+    torch.set_num_threads(1)
+    todo = [c for c in CLAIMS if not only or c.key in only]
+    with _progress() as bar:
+        task = bar.add_task("checking claims", total=len(todo))
+        results = run_claims(quick=quick, only=only, on_done=lambda r: bar.advance(task))
+    table = Table(title="claims" + (" (quick)" if quick else ""), show_lines=True)
+    for col in ("claim", "reference", "holds", "evidence"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        table.add_row(r.claim, r.reference, "[green]yes[/]" if r.holds else "[red]no[/]", r.summary)
+    out.print(table)
+    if json_path is not None:
+        _write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
+        out.print(f"wrote {json_path}")
+    failed = [r.key for r in results if not r.holds]
+    if failed:
+        out.print(f"[red]{len(failed)} of {len(results)} claims do not hold:[/] {', '.join(failed)}")
+        raise typer.Exit(1)
+    out.print(f"all {len(results)} claims hold")
+
+
+@app.command("demo", epilog="Example: distill demo --out results/demo")
+@cli_errors
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the table and figure go.")] = Path("results/demo"),
+    mdps: Annotated[int, typer.Option(help="Number of grid worlds.")] = 20,
+    seeds: Annotated[int, typer.Option(help="Seeds per grid world and variant.")] = 3,
+    iterations: Annotated[int, typer.Option(help="Training iterations (one episode each).")] = 300,
+) -> None:
+    """Compare 7 distillation variants on 20 grid worlds x 3 seeds; write a table and a figure."""
+    from study.demo import DemoConfig, run_demo
+
+    for name, value in (("mdps", mdps), ("seeds", seeds), ("iterations", iterations)):
+        if value < 1:
+            raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= 1")
+    config = DemoConfig(mdps=mdps, seeds=tuple(range(seeds)), iterations=iterations)
+    with _progress() as bar:
+        task = bar.add_task(f"distilling {len(config.variants)} variants x {mdps} MDPs x {seeds} seeds",
+                            total=iterations)
+        paths = run_demo(out_dir, config, progress=lambda done: bar.update(task, completed=done))
+    out.print((paths["summary.md"]).read_text())
+    out.print("final metrics: mean over grid worlds [95% bootstrap CI]")
+    out.print(f"table:  {paths['summary.md']} (and summary.csv)")
+    out.print(f"figure: {paths['curves.png']} (and curves.pdf)")
+    out.print(f"curves: {paths['curves.parquet']}")
+
+
+@bench_app.command("tabular", epilog="Example: distill bench tabular --mdps 1000 --loop-mdps 100")
+@cli_errors
+def bench_tabular_cmd(
+    mdps: Annotated[int, typer.Option(help="Grid worlds in the batch.")] = 1000,
+    size: Annotated[int, typer.Option(help="Grid side.")] = 20,
+    iterations: Annotated[int, typer.Option(help="Iterations per run (the first is not timed).")] = 6,
+    loop_mdps: Annotated[int | None, typer.Option(help="MDPs the per-MDP loop covers (default: all).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s."""
+    from study.bench import bench_tabular
+
+    if mdps < 1 or iterations < 2 or size < 3:
+        raise UsageError("need --mdps >= 1, --iterations >= 2 and --size >= 3")
+    total = mdps if loop_mdps is None else min(loop_mdps, mdps)
+    with _progress() as bar:
+        task = bar.add_task("per-MDP loop", total=total)
+        result = bench_tabular(mdps=mdps, size=size, iterations=iterations, loop_mdps=loop_mdps,
+                               progress=lambda done: bar.update(task, completed=done))
+    table = Table(title=f"tabular engine: {mdps} grid worlds {size}x{size}, sampled on-policy distill")
+    for col in ("engine", "MDPs", "timed iterations", "seconds", "MDP-iterations/s"):
+        table.add_column(col)
+    timed = iterations - 1
+    table.add_row("batched", str(mdps), str(timed), f"{result.batched_seconds:.2f}", f"{result.batched_rate:,.0f}")
+    table.add_row("per-MDP loop", str(result.loop_mdps), str(timed), f"{result.loop_seconds:.2f}",
+                  f"{result.loop_rate:,.0f}")
+    out.print(table)
+    out.print(f"speed-up: {result.ratio:.1f}x (target: >= 50x at 1000 MDPs)")
+    out.print(f"projected Fig. 3 scale (1000 grid worlds x 30,000 iterations): "
+              f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 curves")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        _write_json(json_path, result.to_dict())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,80 @@
+"""The command line: output formats, exit codes, and nothing half-written on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.demo import DEMO_VARIANTS
+
+runner = CliRunner()
+
+
+def test_variants_json_lists_the_catalogue():
+    result = runner.invoke(app, ["variants", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    names = {r["name"] for r in rows}
+    assert {"teacher_distill", "on_policy_distill", "n_distill", "rusu_kl", "dagger"} <= names
+    for r in rows:
+        assert {"name", "control", "loss", "reward", "gradient_field", "reference"} <= set(r)
+        assert isinstance(r["gradient_field"], bool)
+
+
+def test_variants_table_prints_every_name():
+    result = runner.invoke(app, ["variants"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("teacher_distill", "expected_entropy_regularised", "on_policy_distill_r_vcond"):
+        assert name in result.stdout
+
+
+def test_every_command_has_help_with_an_example():
+    for args in (["variants"], ["claims"], ["demo"], ["bench", "tabular"]):
+        result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        assert "Example: distill" in result.stdout
+
+
+def test_unknown_claim_exits_2_and_names_the_allowed_ones():
+    result = runner.invoke(app, ["claims", "--only", "no_such_claim"])
+    assert result.exit_code == 2
+    assert "no_such_claim" in result.stderr and "theorem1_on_policy_not_gradient" in result.stderr
+
+
+def test_claims_json_and_exit_status(tmp_path):
+    path = tmp_path / "claims.json"
+    result = runner.invoke(app, ["claims", "--quick", "--only", "theorem2_symmetric", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert [c["key"] for c in data["claims"]] == ["theorem2_symmetric"]
+    claim = data["claims"][0]
+    assert {"claim", "reference", "holds", "evidence", "summary"} <= set(claim)
+    assert result.exit_code == (0 if claim["holds"] else 1)
+
+
+def test_demo_writes_table_figure_and_curves(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--mdps", "2", "--seeds", "2",
+                                 "--iterations", "4"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["variant"]) == list(DEMO_VARIANTS)
+    assert summary["return_norm"].notna().all()
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert set(curves["variant"]) == set(DEMO_VARIANTS)
+    assert set(curves["seed"]) == {0, 1} and set(curves["mdp"]) == {0, 1}
+    for name in ("curves.png", "curves.pdf", "summary.md", "config.json"):
+        assert (out / name).stat().st_size > 1000 or name == "summary.md"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+@pytest.mark.parametrize("args", [["--mdps", "0"], ["--iterations", "0"], ["--seeds", "0"]])
+def test_demo_bad_input_exits_2_and_writes_nothing(tmp_path, args):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), *args])
+    assert result.exit_code == 2
+    assert "out of range" in result.stderr
+    assert not out.exists()
