@@ -134,8 +134,7 @@ def demo_cmd(
         task = bar.add_task(f"distilling {len(config.variants)} variants x {mdps} MDPs x {seeds} seeds",
                             total=iterations)
         paths = run_demo(out_dir, config, progress=lambda done: bar.update(task, completed=done))
-    out.print((paths["summary.md"]).read_text())
-    out.print("final metrics: mean over grid worlds [95% bootstrap CI]")
+    out.print(_summary_table(paths["summary.csv"]))
     out.print(f"table:  {paths['summary.md']} (and summary.csv)")
     out.print(f"figure: {paths['curves.png']} (and curves.pdf)")
     out.print(f"curves: {paths['curves.parquet']}")
@@ -174,6 +173,26 @@ def bench_tabular_cmd(
     out.print(f"machine: {result.machine}")
     if json_path is not None:
         _write_json(json_path, result.to_dict())
+
+
+def _summary_table(csv: Path) -> Table:
+    """The demo's summary as a terminal table of means (the intervals are in the files)."""
+    import pandas as pd
+
+    from study.demo import SUMMARY_METRICS
+
+    summary = pd.read_csv(csv)
+    table = Table(title="final metrics: mean over grid worlds (95% intervals in summary.md)")
+    headers = {"return_norm": "return", "kl_student": "KL stud.", "kl_teacher": "KL teach.",
+               "kl_uniform": "KL unif.", "agreement": "agree"}
+    table.add_column("variant", no_wrap=True)
+    for metric in SUMMARY_METRICS:
+        table.add_column(headers.get(metric, metric), justify="right", no_wrap=True)
+    for _, r in summary.iterrows():
+        table.add_row(r["variant"], *(f"{r[m]:.3f}" for m in SUMMARY_METRICS))
+    table.caption = ("return: normalised (uniform 0, teacher 1); KL(pi_T || pi_theta) under the student's, "
+                     "the teacher's and the uniform state distribution; agree: argmax agreement")
+    return table
 
 
 def _write_json(path: Path, data: Any) -> None:
