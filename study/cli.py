@@ -183,11 +183,11 @@ def _summary_table(csv: Path) -> Table:
 
     summary = pd.read_csv(csv)
     table = Table(title="final metrics: mean over grid worlds (95% intervals in summary.md)")
-    headers = {"return_norm": "return", "kl_student": "KL stud.", "kl_teacher": "KL teach.",
-               "kl_uniform": "KL unif.", "agreement": "agree"}
-    table.add_column("variant", no_wrap=True)
+    headers = {"return_norm": "return", "kl_student": "KL stu.", "kl_teacher": "KL tea.",
+               "kl_uniform": "KL uni.", "agreement": "agree"}
+    table.add_column("variant", overflow="fold", max_width=22)
     for metric in SUMMARY_METRICS:
-        table.add_column(headers.get(metric, metric), justify="right", no_wrap=True)
+        table.add_column(headers.get(metric, metric), justify="right", no_wrap=True, min_width=6)
     for _, r in summary.iterrows():
         table.add_row(r["variant"], *(f"{r[m]:.3f}" for m in SUMMARY_METRICS))
     table.caption = ("return: normalised (uniform 0, teacher 1); KL(pi_T || pi_theta) under the student's, "
