@@ -12,6 +12,7 @@ import variants as V
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
+from study.tabular.mdp import MDPError
 
 
 @dataclass
@@ -47,7 +48,7 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _timed_run(mdp, teacher, variant: V.Variant, iterations: int) -> float:
+def _timed_run(mdp, teacher, variant: V.Variant, iterations: int, plan: Plan) -> float:
     """Seconds for iterations 2..N (the first iteration pays one-off set-up costs)."""
     marks: dict[int, float] = {}
 
@@ -56,8 +57,7 @@ def _timed_run(mdp, teacher, variant: V.Variant, iterations: int) -> float:
 
     config = TrainConfig(mode="sampled", iterations=iterations, lr=0.05, optimizer="adam",
                          eval_every=iterations, max_steps=400)
-    distill(mdp, teacher, [variant], Plan.product(mdp.n_mdps, 1, [0]), config, progress=tick,
-            record_metrics=False)
+    distill(mdp, teacher, [variant], plan, config, progress=tick, record_metrics=False)
     return marks[iterations] - marks[1]
 
 
@@ -71,17 +71,22 @@ def bench_tabular(mdps: int = 1000, size: int = 20, iterations: int = 6, loop_md
     """
     torch.set_num_threads(1)
     loop_mdps = mdps if loop_mdps is None else min(loop_mdps, mdps)
-    if iterations < 2:
-        raise ValueError("iterations: need at least 2 (the first one is set-up and is not timed)")
+    for name, value, low in (("mdps", mdps, 1), ("size", size, 3), ("iterations", iterations, 2),
+                             ("loop_mdps", loop_mdps, 1)):
+        if value < low:
+            raise MDPError(f"{name}: {value} is out of range; allowed: {name} >= {low}"
+                           + (" (the first iteration is set-up and is not timed)" if name == "iterations" else ""))
     mdp = gen.gridworld(mdps, size=size, seed=0)
     teacher = T.value_iteration(mdp)
     variant = V.variant("on_policy_distill", tau=0.1)
-    batched = _timed_run(mdp, teacher, variant, iterations)
+    batched = _timed_run(mdp, teacher, variant, iterations, Plan.product(mdps, 1, [0]))
     timed_its = iterations - 1
     loop = 0.0
     for i in range(loop_mdps):
+        # MDP i alone, keyed as MDP i of the batch: it replays the batched run's episodes
         one = torch.tensor([i])
-        loop += _timed_run(mdp.select(one), teacher[one], variant, iterations)
+        plan = Plan(one, torch.tensor([0]), torch.tensor([0]))
+        loop += _timed_run(mdp, teacher, variant, iterations, plan)
         if progress is not None:
             progress(i + 1)
     batched_rate = mdps * timed_its / batched

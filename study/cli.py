@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from study.output import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
 from variants import VariantError
 
@@ -41,7 +42,7 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (VariantError, MDPError, UsageError) as exc:
+        except (VariantError, MDPError, UsageError, OutputError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -94,6 +95,8 @@ def claims_cmd(
     for key in only or []:
         if key not in keys:
             raise UsageError(f"--only: unknown claim {key!r}; allowed: {', '.join(keys)}")
+    if json_path is not None:
+        check_writable_file(json_path)
     torch.set_num_threads(1)
     todo = [c for c in CLAIMS if not only or c.key in only]
     with _progress() as bar:
@@ -106,7 +109,7 @@ def claims_cmd(
         table.add_row(r.claim, r.reference, "[green]yes[/]" if r.holds else "[red]no[/]", r.summary)
     out.print(table)
     if json_path is not None:
-        _write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
+        write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
         out.print(f"wrote {json_path}")
     failed = [r.key for r in results if not r.holds]
     if failed:
@@ -152,8 +155,12 @@ def bench_tabular_cmd(
     """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s."""
     from study.bench import bench_tabular
 
-    if mdps < 1 or iterations < 2 or size < 3:
-        raise UsageError("need --mdps >= 1, --iterations >= 2 and --size >= 3")
+    for name, value, low in (("mdps", mdps, 1), ("size", size, 3), ("iterations", iterations, 2),
+                             ("loop-mdps", loop_mdps if loop_mdps is not None else 1, 1)):
+        if value < low:
+            raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= {low}")
+    if json_path is not None:
+        check_writable_file(json_path)
     total = mdps if loop_mdps is None else min(loop_mdps, mdps)
     with _progress() as bar:
         task = bar.add_task("per-MDP loop", total=total)
@@ -172,7 +179,7 @@ def bench_tabular_cmd(
               f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 curves")
     out.print(f"machine: {result.machine}")
     if json_path is not None:
-        _write_json(json_path, result.to_dict())
+        write_json(json_path, result.to_dict())
 
 
 def _summary_table(csv: Path) -> Table:
@@ -193,14 +200,6 @@ def _summary_table(csv: Path) -> Table:
     table.caption = ("return: normalised (uniform 0, teacher 1); KL(pi_T || pi_theta) under the student's, "
                      "the teacher's and the uniform state distribution; agree: argmax agreement")
     return table
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

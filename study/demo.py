@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +14,7 @@ import torch
 import variants as V
 from analysis.plots import learning_curves
 from analysis.stats import bootstrap_mean_ci
+from study.output import check_replaceable, replace_dir, staging_dir
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
@@ -48,7 +47,6 @@ class DemoConfig:
     max_steps: int = 300
     mdp_seed: int = 0
     variants: tuple[str, ...] = DEMO_VARIANTS
-    extra: dict = field(default_factory=dict)
 
 
 def summarise(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -81,22 +79,25 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 def run_demo(out: Path, config: DemoConfig = DemoConfig(),
              progress: Callable[[int], None] | None = None) -> dict[str, Path]:
-    """Run the comparison and write its table and figure into ``out`` atomically."""
-    torch.set_num_threads(1)
-    variants = [V.variant(name, tau=config.tau) for name in config.variants]
-    mdp = gen.gridworld(config.mdps, size=config.size, seed=config.mdp_seed)
-    teacher = T.value_iteration(mdp)
-    plan = Plan.product(config.mdps, len(variants), config.seeds)
-    train = TrainConfig(mode="sampled", iterations=config.iterations, lr=config.lr, optimizer=config.optimizer,
-                        eval_every=config.eval_every, max_steps=config.max_steps)
-    curves = distill(mdp, teacher, variants, plan, train, progress=progress)
-    frame = curves_frame(curves, variants)
-    summary = summarise(frame, list(config.variants))
+    """Run the comparison and write its table and figure into ``out`` atomically.
 
+    ``out`` must be new or an earlier demo output; anything else is refused
+    before any work starts.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    check_replaceable(out, "demo")
+    tmp = staging_dir(out)
     try:
+        torch.set_num_threads(1)
+        variants = [V.variant(name, tau=config.tau, name=name) for name in config.variants]
+        mdp = gen.gridworld(config.mdps, size=config.size, seed=config.mdp_seed)
+        teacher = T.value_iteration(mdp)
+        plan = Plan.product(config.mdps, len(variants), config.seeds)
+        train = TrainConfig(mode="sampled", iterations=config.iterations, lr=config.lr,
+                            optimizer=config.optimizer, eval_every=config.eval_every, max_steps=config.max_steps)
+        curves = distill(mdp, teacher, variants, plan, train, progress=progress)
+        frame = curves_frame(curves, variants)
+        summary = summarise(frame, list(config.variants))
         frame.to_parquet(tmp / "curves.parquet", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
         (tmp / "summary.md").write_text(markdown_table(summary))
@@ -107,20 +108,9 @@ def run_demo(out: Path, config: DemoConfig = DemoConfig(),
                         variants=list(config.variants),
                         title=f"{config.mdps} grid worlds ({config.size}x{config.size}) x "
                               f"{len(config.seeds)} seeds, teacher tau {config.tau:g}")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {name: out / name for name in
             ("summary.md", "summary.csv", "curves.png", "curves.pdf", "curves.parquet", "config.json")}
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap ``new`` in for ``target`` so a reader sees the old or the new folder, never half."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)

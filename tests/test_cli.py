@@ -78,3 +78,32 @@ def test_demo_bad_input_exits_2_and_writes_nothing(tmp_path, args):
     assert result.exit_code == 2
     assert "out of range" in result.stderr
     assert not out.exists()
+
+
+def test_demo_refuses_to_overwrite_what_it_did_not_write(tmp_path):
+    other = tmp_path / "other_study"
+    other.mkdir()
+    (other / "summary.json").write_text("{}")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for target in (tmp_path, notes):
+        result = runner.invoke(app, ["demo", "--out", str(target), "--mdps", "1", "--seeds", "1",
+                                     "--iterations", "2"])
+        assert result.exit_code == 2
+        assert "not an earlier demo output" in result.stderr
+    assert (other / "summary.json").read_text() == "{}" and notes.read_text() == "keep me"
+    # an earlier demo output is replaced whole
+    out = tmp_path / "demo"
+    for _ in range(2):
+        result = runner.invoke(app, ["demo", "--out", str(out), "--mdps", "1", "--seeds", "1", "--iterations", "2"])
+        assert result.exit_code == 0, result.output
+    assert (out / "summary.csv").exists()
+
+
+def test_unwritable_json_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["claims", "--only", "theorem2_symmetric", "--json", str(blocker / "x.json")])
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    result = runner.invoke(app, ["bench", "tabular", "--loop-mdps", "0"])
+    assert result.exit_code == 2 and "--loop-mdps" in result.stderr

@@ -26,15 +26,6 @@ from variants import CATALOGUE, Control, Variant, VariantError
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (and slow down on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -348,7 +339,9 @@ def test_exact_engine_matches_enumerated_sampled_surrogate(acyclic, name, varian
     sampled, n_episodes = _sampled_expectation(
         variant, mdp, teacher_out, logits, v_teacher, v_student, it
     )
-    assert n_episodes > 30
+    # the enumeration covers many episodes, unless a deterministic teacher acts alone
+    deterministic = variant.control.weights(it)[0] == 1.0 and variant.tau == 0.0
+    assert n_episodes > (3 if deterministic else 30)
     expected = _grad(
         lambda x: exact.expected_surrogate(
             variant, mdp, teacher_out[None], x[None], iteration=it, v_teacher=v_teacher[None]

@@ -29,15 +29,6 @@ DT = torch.float64
 TENSORS = ("succ", "prob", "reward", "terminal", "start", "absorb")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (and slow down on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _same_mdp(a: TabularMDP, b: TabularMDP) -> bool:
     return all(torch.equal(getattr(a, k), getattr(b, k)) for k in TENSORS)
 

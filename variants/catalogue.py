@@ -18,7 +18,13 @@ RUSU_CONTROL = Control(kind="teacher", teacher_tau=0.0, epsilon=0.05)
 
 @dataclass(frozen=True)
 class Entry:
-    """A named variant with what the references say of it."""
+    """A named variant with what the references say of it.
+
+    ``replay``: the recipe learns from a replay memory of collected data
+    (Rusu et al.) or an aggregated data set (DAgger). Loops that keep data
+    across iterations honour it; the tabular engine trains every variant on
+    fresh episodes (its exact mode on the expectation itself).
+    """
 
     variant: Variant
     reference: str
@@ -82,10 +88,10 @@ CATALOGUE: dict[str, Entry] = {
                "imperfect or adversarial teachers whose values are still informative"),
         _entry("rusu_nll", RUSU_CONTROL, "nll", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "labels only: the teacher's greedy action",
-               replay=True),
+               tau=0.0, replay=True),
         _entry("rusu_mse", RUSU_CONTROL, "mse", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "matching Q-values themselves",
-               replay=True),
+               tau=0.0, replay=True),
         _entry("rusu_kl", RUSU_CONTROL, "forward_kl", "none", RUSU,
                "gradient field on the teacher's (replayed) data",
                "Atari-scale distillation of DQN teachers (best of Rusu et al.'s three losses)",
@@ -110,7 +116,7 @@ CATALOGUE: dict[str, Entry] = {
                "none", "Ross et al. 2011, DAgger",
                "no-regret over the aggregated data; not a gradient field of one objective",
                "only the teacher's actions are available, and the student's own states matter",
-               replay=True),
+               tau=0.0, replay=True),
     ]
 }
 
@@ -123,7 +129,17 @@ def get(name: str) -> Entry:
         raise VariantError(f"unknown variant {name!r}; allowed: {', '.join(CATALOGUE)}") from None
 
 
-def variant(name: str, **overrides: Any) -> Variant:
-    """A named variant, optionally with some parts changed."""
-    base = get(name).variant
-    return base.with_(**overrides) if overrides else base
+def variant(preset: str, /, **overrides: Any) -> Variant:
+    """A named variant, optionally with some parts changed.
+
+    A changed variant is named after its preset and the changes
+    (``on_policy_distill[tau=0.1]``) unless ``name`` is given, so tables never
+    show a modified recipe under its preset's name.
+    """
+    base = get(preset).variant
+    if not overrides:
+        return base
+    if "name" not in overrides:
+        changes = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        overrides = {**overrides, "name": f"{preset}[{changes}]"}
+    return base.with_(**overrides)

@@ -9,6 +9,7 @@ batched engine roll out many different controls in one tensor program.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +47,16 @@ class Control:
     teacher_tau: float | None = None
 
     def __post_init__(self) -> None:
+        for field in ("beta", "beta_final", "decay", "epsilon"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise VariantError(f"control.{field}: {value!r} is not a number")
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int):
+            raise VariantError(f"control.horizon: {self.horizon!r} is not a whole number; allowed: an integer >= 1")
+        if self.teacher_tau is not None and (
+            isinstance(self.teacher_tau, bool) or not isinstance(self.teacher_tau, numbers.Real)
+        ):
+            raise VariantError(f"control.teacher_tau: {self.teacher_tau!r} is not a number or none")
         if self.kind not in CONTROL_KINDS:
             raise VariantError(f"control: unknown kind {self.kind!r}; allowed: {', '.join(CONTROL_KINDS)}")
         if self.schedule not in SCHEDULES:
@@ -63,6 +74,11 @@ class Control:
         if self.teacher_tau is not None and not (self.teacher_tau >= 0 and math.isfinite(self.teacher_tau)):
             raise VariantError(
                 f"control.teacher_tau: {self.teacher_tau} is out of range; allowed: a finite tau >= 0 or none"
+            )
+        if self.kind != "mixture" and self.beta != 1.0:
+            raise VariantError(
+                f"control.beta: {self.beta} is set, but beta (the teacher's share) applies to kind 'mixture' "
+                f"only; got kind {self.kind!r}"
             )
         if self.kind != "mixture" and self.schedule != "constant":
             raise VariantError(

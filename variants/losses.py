@@ -77,20 +77,19 @@ class LossSpec:
     fn: LossFn | None
     summary: str
     needs_teacher_logp: bool = False  # log pi_T must be finite (tau > 0)
-    uses_tau: bool = True
 
 
 LOSSES: dict[str, LossSpec] = {
     spec.name: spec
     for spec in [
-        LossSpec("none", None, "no per-state loss (the reward carries the signal)", uses_tau=False),
+        LossSpec("none", None, "no per-state loss (the reward carries the signal)"),
         LossSpec("cross_entropy", cross_entropy, "H(pi_T, pi_theta)"),
         LossSpec("reverse_cross_entropy", reverse_cross_entropy, "H(pi_theta, pi_T), exact",
                  needs_teacher_logp=True),
         LossSpec("forward_kl", forward_kl, "KL(softmax(out_T/tau) || pi_theta)"),
         LossSpec("reverse_kl", reverse_kl, "KL(pi_theta || pi_T)", needs_teacher_logp=True),
-        LossSpec("nll", nll, "-log pi_theta(argmax out_T)", uses_tau=False),
-        LossSpec("mse", mse, "||out_T - out_theta||^2 on raw outputs", uses_tau=False),
+        LossSpec("nll", nll, "-log pi_theta(argmax out_T)"),
+        LossSpec("mse", mse, "||out_T - out_theta||^2 on raw outputs"),
         LossSpec("jsd", jsd, "JSD(beta) / (beta (1 - beta)); beta 0 = forward KL, 1 = reverse KL"),
     ]
 }

@@ -7,7 +7,10 @@ a combination nobody named still gets an honest answer.
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -43,6 +46,23 @@ class Variant:
         self._check_meaning()
 
     def _check_values(self) -> None:
+        if not isinstance(self.control, Control):
+            raise VariantError(
+                f"control: expected a Control, got {type(self.control).__name__} {self.control!r}; "
+                "allowed: variants.Control(...) (Variant.from_dict takes plain data)"
+            )
+        for name in ("env_reward", "v_cond"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise VariantError(f"{name}: {value!r} is not a boolean; allowed: true or false")
+        for name in ("tau", "jsd_beta", "gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise VariantError(f"{name}: {value!r} is not a number")
+        if self.n_step is not None and (isinstance(self.n_step, bool) or not isinstance(self.n_step, int)):
+            raise VariantError(f"n_step: {self.n_step!r} is not a whole number; allowed: an integer >= 1 or none")
+        if not isinstance(self.name, str):
+            raise VariantError(f"name: {self.name!r} is not a string")
         if self.loss not in LOSSES:
             raise VariantError(f"loss: unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
         if self.reward not in REWARDS:
@@ -140,7 +160,20 @@ class Variant:
 
     def with_(self, **changes: Any) -> Variant:
         """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise VariantError(
+                f"unknown variant field(s) {sorted(unknown)}; allowed: {', '.join(sorted(self.__dataclass_fields__))}"
+            )
         return replace(self, **changes)
+
+    @property
+    def fingerprint(self) -> int:
+        """A stable 32-bit id of the variant's parts (its name excluded): seeds random
+        streams, so a cell's numbers do not depend on which other variants run beside it."""
+        parts = self.to_dict()
+        parts.pop("name")
+        return zlib.crc32(json.dumps(parts, sort_keys=True).encode())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for JSON and configs."""

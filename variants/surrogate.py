@@ -115,17 +115,19 @@ def pseudo_rewards(
     v_teacher: Tensor | None = None,
 ) -> Tensor:
     """``r_hat_t`` along sampled trajectories ``[B, T]``; zero past the end of each one."""
-    index = valid.nonzero(as_tuple=True)
-    pick = lambda x: None if x is None else x[index]  # noqa: E731
+    index, p = _pack(valid, student_out=student_out, teacher_out=teacher_out, actions=actions, loss=loss,
+                     env_reward=env_reward, v_teacher=v_teacher)
     return _packed_rewards(
-        variant, index, valid.shape,
-        student_logp=student_log_probs(student_out[index]).detach(),
-        teacher_out=teacher_out[index],
-        actions=actions[index],
-        loss=loss[index].detach(),
-        env_reward=pick(env_reward),
-        v_teacher=pick(v_teacher),
+        variant, index, valid.shape, student_logp=student_log_probs(p["student_out"]).detach(),
+        teacher_out=p["teacher_out"], actions=p["actions"], loss=p["loss"].detach(),
+        env_reward=p["env_reward"], v_teacher=p["v_teacher"],
     )
+
+
+def _pack(valid: Tensor, **tensors: Tensor | None) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor | None]]:
+    """The valid steps' entries of each ``[B, T, ...]`` tensor (``None`` stays ``None``)."""
+    index = valid.nonzero(as_tuple=True)
+    return index, {k: None if t is None else t[index] for k, t in tensors.items()}
 
 
 def surrogate(
@@ -146,20 +148,14 @@ def surrogate(
     (or cut off: then nothing past the cut is credited). ``teacher_out`` is
     the teacher's raw outputs (logits or Q-values).
     """
-    index = valid.nonzero(as_tuple=True)
-    pick = lambda x: None if x is None else x[index]  # noqa: E731
-    s_out, t_out, a = student_out[index], teacher_out[index], actions[index]
-    v_t = pick(v_teacher)
-    loss = masked_state_loss(variant, s_out, t_out, v_t, pick(v_student))
-    logp_all = student_log_probs(s_out)
+    index, p = _pack(valid, student_out=student_out, teacher_out=teacher_out, actions=actions,
+                     env_reward=env_reward, v_teacher=v_teacher, v_student=v_student)
+    a = p["actions"]
+    loss = masked_state_loss(variant, p["student_out"], p["teacher_out"], p["v_teacher"], p["v_student"])
+    logp_all = student_log_probs(p["student_out"])
     rhat = _packed_rewards(
-        variant, index, valid.shape,
-        student_logp=logp_all.detach(),
-        teacher_out=t_out,
-        actions=a,
-        loss=loss.detach(),
-        env_reward=pick(env_reward),
-        v_teacher=v_t,
+        variant, index, valid.shape, student_logp=logp_all.detach(), teacher_out=p["teacher_out"], actions=a,
+        loss=loss.detach(), env_reward=p["env_reward"], v_teacher=p["v_teacher"],
     )
     ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()[index]
     logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)

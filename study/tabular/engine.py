@@ -8,6 +8,7 @@ group on its slice; one optimiser step updates all students at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,7 +19,7 @@ from torch import Tensor
 from study.tabular import exact
 from study.tabular.mdp import MDPError, TabularMDP
 from study.tabular.metrics import METRICS, evaluate_students
-from study.tabular.rng import ROLLOUT, combine, instance_keys
+from study.tabular.rng import ENGINE, ROLLOUT, combine, instance_keys
 from study.tabular.rollout import rollout, step_table
 from study.tabular.students import Student
 from study.tabular.teachers import teacher_values
@@ -51,10 +52,13 @@ class TrainConfig:
         if self.optimizer not in ("sgd", "adam"):
             raise MDPError(f"optimizer: unknown optimizer {self.optimizer!r}; allowed: sgd, adam")
         for name in ("iterations", "eval_every", "episodes", "max_steps"):
-            if getattr(self, name) < 1:
-                raise MDPError(f"{name}: {getattr(self, name)} is out of range; allowed: {name} >= 1")
-        if not self.lr > 0:
-            raise MDPError(f"lr: {self.lr} is out of range; allowed: lr > 0")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MDPError(f"{name}: {value!r} is out of range; allowed: an integer {name} >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MDPError(f"lr: {self.lr} is out of range; allowed: a finite lr > 0")
+        if not (math.isfinite(self.init_scale) and self.init_scale >= 0):
+            raise MDPError(f"init_scale: {self.init_scale} is out of range; allowed: a finite init_scale >= 0")
 
 
 @dataclass
@@ -68,12 +72,25 @@ class Plan:
     @classmethod
     def product(cls, n_mdps: int, n_variants: int, seeds: Sequence[int]) -> Plan:
         """Every MDP x variant x seed, MDP-major."""
+        if n_mdps < 1 or n_variants < 1 or len(seeds) == 0:
+            raise MDPError(f"plan: need at least one MDP, variant and seed; got {n_mdps} MDPs, "
+                           f"{n_variants} variants and seeds {list(seeds)}")
         m, v, s = torch.meshgrid(torch.arange(n_mdps), torch.arange(n_variants),
                                  torch.tensor(list(seeds), dtype=torch.int64), indexing="ij")
         return cls(m.reshape(-1), v.reshape(-1), s.reshape(-1))
 
     def __len__(self) -> int:
         return len(self.mdp_index)
+
+    def check(self, n_mdps: int, n_variants: int) -> None:
+        """Every instance must name an MDP and a variant that exist."""
+        if not (len(self.mdp_index) == len(self.variant_index) == len(self.seed)) or len(self) == 0:
+            raise MDPError("plan: mdp_index, variant_index and seed must be non-empty and of one length")
+        for name, index, size in (("mdp_index", self.mdp_index, n_mdps), ("variant_index", self.variant_index,
+                                                                          n_variants)):
+            if index.min() < 0 or index.max() >= size:
+                raise MDPError(f"plan.{name}: values {int(index.min())}..{int(index.max())} are out of range; "
+                               f"allowed: 0..{size - 1}")
 
 
 @dataclass
@@ -85,10 +102,20 @@ class Curves:
     plan: Plan
     teacher_return: Tensor
     uniform_return: Tensor
+    final_logits: Tensor
     extras: dict[str, Tensor] = field(default_factory=dict)
 
     def final(self, name: str) -> Tensor:
         return self.values[name][-1]
+
+    def normalised_return(self) -> Tensor:
+        """Return on the scale uniform policy = 0, teacher = 1, ``[len(steps), N]``.
+
+        Where the teacher is no better than uniform the scale is undefined: NaN.
+        """
+        span = self.teacher_return - self.uniform_return
+        span = torch.where(span.abs() > 1e-9, span, torch.full_like(span, float("nan")))
+        return (self.values["return"] - self.uniform_return) / span
 
 
 @dataclass
@@ -118,9 +145,13 @@ def distill(
     teachers' raw outputs; the plan indexes them.
     """
     student = student or Student()
+    plan.check(mdp.n_mdps, len(variants))
+    expected = (mdp.n_mdps, mdp.n_states, mdp.n_actions)
+    if tuple(teacher_out.shape) != expected:
+        raise MDPError(f"teacher_out has shape {tuple(teacher_out.shape)}; allowed: {expected} (one row per MDP)")
     inst_mdp = mdp.select(plan.mdp_index)
     inst_teacher = teacher_out.index_select(0, plan.mdp_index)
-    teacher_logp = torch.empty_like(inst_teacher)
+    teacher_logp = torch.full_like(inst_teacher, float("nan"))
     groups: list[_Group] = []
     for vi, variant in enumerate(variants):
         index = (plan.variant_index == vi).nonzero().squeeze(-1)
@@ -133,11 +164,11 @@ def distill(
         groups.append(_Group(variant, index, g_mdp, g_out, exact.teacher_acting_probs(variant, g_out), v_t))
     teacher_policy = teacher_logp.exp()
     teacher_occ = inst_mdp.occupancy(teacher_policy)
-    teacher_ret = (inst_mdp.start * inst_mdp.evaluate(teacher_policy)).sum(-1)
-    uniform = torch.full_like(teacher_policy, 1.0 / mdp.n_actions)
-    uniform_ret = (inst_mdp.start * inst_mdp.evaluate(uniform)).sum(-1)
+    teacher_ret = inst_mdp.episode_return(teacher_policy)
+    uniform_ret = inst_mdp.episode_return(torch.full_like(teacher_policy, 1.0 / mdp.n_actions))
 
-    keys = instance_keys(plan.seed, plan.mdp_index, plan.variant_index)
+    fingerprints = torch.tensor([v.fingerprint for v in variants], dtype=torch.int64)[plan.variant_index]
+    keys = instance_keys(ENGINE, plan.seed, plan.mdp_index, fingerprints)
     params = student.init(inst_mdp, keys, config.init_scale).requires_grad_()
     opt = (torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam)([params], lr=config.lr)
 
@@ -175,7 +206,8 @@ def distill(
             progress(it + 1)
     record(config.iterations)
     stacked = {k: torch.stack(v) if v else torch.empty(0, len(plan)) for k, v in records.items()}
-    curves = Curves(steps, stacked, plan, teacher_ret, uniform_ret)
+    final_logits = student.logits(params.detach(), inst_mdp)
+    curves = Curves(steps, stacked, plan, teacher_ret, uniform_ret, final_logits)
     if lengths:
         curves.extras["episode_length"] = torch.stack(lengths)
     return curves

@@ -15,9 +15,10 @@ def curves_frame(curves: Curves, variants: Sequence[Variant]) -> pd.DataFrame:
     """One row per (instance, step, metric); adds ``return_norm`` (uniform 0, teacher 1)."""
     plan = curves.plan
     names = [v.name or v.describe() for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant labels must be distinct to tell the rows apart; got {names}")
     values = dict(curves.values)
-    values["return_norm"] = (curves.values["return"] - curves.uniform_return) / (
-        curves.teacher_return - curves.uniform_return)
+    values["return_norm"] = curves.normalised_return()
     n_steps, n_inst = values["return"].shape
     base = pd.DataFrame({
         "mdp": np.tile(plan.mdp_index.numpy(), n_steps),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from study.tabular.mdp import MDPError, TabularMDP
+from study.tabular.mdp import MDPError, TabularMDP, check_finite, check_float, check_int
 
 # Grid moves: up, right, down, left.
 _MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])
@@ -34,9 +34,23 @@ def _stack(mdps: list[dict], dtype: torch.dtype, info: dict) -> TabularMDP:
     return mdp.validate()
 
 
-def _check(name: str, value: float, low: float, high: float, what: str) -> None:
-    if not (low <= value <= high):
-        raise MDPError(f"{name}: {value} is out of range; allowed: {what}")
+def _check_n(n: object) -> int:
+    return check_int("n", n, 1, allowed="n >= 1 (the number of MDPs in the batch)")
+
+
+def _check_seed(seed: object) -> int:
+    return check_int("seed", seed, 0)
+
+
+def _check_absorb(absorb: object) -> float:
+    return check_float("absorb", absorb, "0 <= absorb < 1", 0.0, 1.0, high_open=True)
+
+
+def _check_dtype(dtype: object) -> torch.dtype:
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise MDPError(f"dtype: {dtype!r} is not a floating dtype; allowed: a torch floating dtype "
+                       "such as torch.float32 or torch.float64")
+    return dtype
 
 
 def gridworld(
@@ -70,18 +84,31 @@ def gridworld(
     grid, and the teacher spreads its mass over equivalent copies; what grows
     is only the number of actions a sampled update must cover.
 
-    Wall and never-entered cells are stored as terminal states with no start
-    mass: they are unreachable, and metrics over "non-terminal" states skip them.
+    Wall cells are stored as terminal states with no start mass: they are
+    unreachable, and metrics over "non-terminal" states skip them. (Free cells
+    that walls happen to cut off from the centre stay non-terminal.)
     """
-    _check("size", size, 3, 10_000, "size >= 3")
-    _check("n_actions", n_actions, 4, 1_000_000, "n_actions >= 4")
-    _check("wall_frac", wall_frac, 0.0, 0.5, "0 <= wall_frac <= 0.5")
-    _check("penalty_frac", penalty_frac, 0.0, 1.0, "0 <= penalty_frac <= 1")
-    _check("noise", noise, 0.0, 1.0, "0 <= noise (eta) <= 1")
-    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
+    n = _check_n(n)
+    size = check_int("size", size, 3)
+    n_actions = check_int("n_actions", n_actions, 4)
+    wall_frac = check_float("wall_frac", wall_frac, "0 <= wall_frac <= 0.5", 0.0, 0.5)
+    penalty_frac = check_float("penalty_frac", penalty_frac, "0 <= penalty_frac <= 1", 0.0, 1.0)
+    noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
+    absorb = _check_absorb(absorb)
+    seed = _check_seed(seed)
+    dtype = _check_dtype(dtype)
+    if isinstance(terminal_values, (str, bytes)) or not hasattr(terminal_values, "__iter__"):
+        raise MDPError(f"terminal_values: {terminal_values!r} is not a sequence; "
+                       "allowed: a sequence of finite numbers")
+    terminal_values = tuple(check_finite(f"terminal_values[{j}]", v) for j, v in enumerate(terminal_values))
     n_cells = size * size
-    if len(terminal_values) + 1 > n_cells * (1 - wall_frac):
-        raise MDPError("terminal_values: more terminal cells than the grid has room for")
+    room = n_cells - round(wall_frac * n_cells) - 1  # free cells other than the start
+    if len(terminal_values) > room:
+        raise MDPError(f"terminal_values: {len(terminal_values)} terminal cells do not fit; allowed: at most "
+                       f"{room} for size {size} and wall_frac {wall_frac} (the free cells other than the start)")
+    if absorb == 0 and not terminal_values:
+        raise MDPError("absorb: 0.0 with no terminal_values lets episodes never end; "
+                       "allowed: absorb > 0 or at least one terminal value")
     centre = (size // 2) * size + size // 2
     rows, cols = np.divmod(np.arange(n_cells), size)
     mdps = []
@@ -138,13 +165,17 @@ def garnet(
     absorption (probability ``absorb`` per step) or in one of ``n_terminal``
     terminal states. Starts are uniform over the non-terminal states.
     """
-    _check("n_states", n_states, 2, 1_000_000, "n_states >= 2")
-    _check("n_actions", n_actions, 2, 1_000_000, "n_actions >= 2")
-    _check("branching", branching, 1, n_states, f"1 <= branching <= n_states ({n_states})")
-    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
-    _check("n_terminal", n_terminal, 0, n_states - 1, "0 <= n_terminal < n_states")
+    n = _check_n(n)
+    n_states = check_int("n_states", n_states, 2)
+    n_actions = check_int("n_actions", n_actions, 2)
+    branching = check_int("branching", branching, 1, n_states, f"1 <= branching <= n_states ({n_states})")
+    absorb = _check_absorb(absorb)
+    n_terminal = check_int("n_terminal", n_terminal, 0, n_states - 1,
+                           f"0 <= n_terminal < n_states ({n_states})")
+    seed = _check_seed(seed)
+    dtype = _check_dtype(dtype)
     if absorb == 0 and n_terminal == 0:
-        raise MDPError("garnet: with absorb 0 and no terminal states episodes never end; "
+        raise MDPError("absorb: 0.0 with n_terminal 0 lets episodes never end; "
                        "allowed: absorb > 0 or n_terminal > 0")
     mdps = []
     for i in range(n):
@@ -174,6 +205,7 @@ def two_step_toy(dtype: torch.dtype = torch.float32) -> TabularMDP:
     one free logit per feature has two parameters (theta_0 at s0, theta_1
     shared by sL and sR): the shared-parameter student of the figure.
     """
+    dtype = _check_dtype(dtype)
     end = 3
     succ = np.array([[[1], [2]], [[end], [end]], [[end], [end]], [[end], [end]]])
     prob = np.ones((4, 2, 1))
@@ -202,9 +234,13 @@ def corridor(
     end. Each step pays ``step_reward``; entering the goal pays ``goal_reward``.
     Moving left in cell 0 stays put. ``noise`` flips the chosen move.
     """
-    _check("length", length, 2, 1_000_000, "length >= 2")
-    _check("noise", noise, 0.0, 1.0, "0 <= noise <= 1")
-    _check("absorb", absorb, 0.0, 0.999, "0 <= absorb < 1")
+    n = _check_n(n)
+    length = check_int("length", length, 2)
+    goal_reward = check_finite("goal_reward", goal_reward)
+    step_reward = check_finite("step_reward", step_reward)
+    noise = check_float("noise", noise, "0 <= noise <= 1", 0.0, 1.0)
+    absorb = _check_absorb(absorb)
+    dtype = _check_dtype(dtype)
     goal = length
     s = np.arange(length + 1)
     left = np.maximum(s - 1, 0)
@@ -236,7 +272,11 @@ def exit_chain(
     the terminal state. Used to test whether a distillation objective favours
     shorter episodes.
     """
-    _check("length", length, 2, 1_000_000, "length >= 2")
+    n = _check_n(n)
+    length = check_int("length", length, 2)
+    step_reward = check_finite("step_reward", step_reward)
+    absorb = _check_absorb(absorb)
+    dtype = _check_dtype(dtype)
     end = length
     s = np.arange(length + 1)
     nxt = np.minimum(s + 1, end)
@@ -252,18 +292,14 @@ def exit_chain(
                                      "step_reward": step_reward, "absorb": absorb})
 
 
-GENERATORS = {"gridworld": gridworld, "garnet": garnet, "two_step_toy": two_step_toy,
-              "corridor": corridor, "exit_chain": exit_chain}
-
-
 def bandit(n: int = 1, *, n_actions: int = 4, dtype: torch.dtype = torch.float32) -> TabularMDP:
     """One state whose every action ends the episode (reward 0): the per-state
     view of a distillation loss, with nothing downstream to trade against."""
-    _check("n_actions", n_actions, 2, 1_000_000, "n_actions >= 2")
+    n = _check_n(n)
+    n_actions = check_int("n_actions", n_actions, 2)
+    dtype = _check_dtype(dtype)
     succ = np.ones((2, n_actions, 1), dtype=np.int64)
     mdp = {"succ": succ, "prob": np.ones((2, n_actions, 1)), "reward": np.zeros((2, n_actions, 1)),
            "terminal": np.array([False, True]), "start": np.array([1.0, 0.0]), "absorb": np.float64(0.0)}
     return _stack([mdp] * n, dtype, {"generator": "bandit", "n_actions": n_actions})
 
-
-GENERATORS["bandit"] = bandit

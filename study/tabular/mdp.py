@@ -14,6 +14,8 @@ state worth nothing). ``continuation(s') = (1 - absorb) (1 - terminal(s'))``.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -22,6 +24,51 @@ from torch import Tensor
 
 class MDPError(ValueError):
     """An MDP whose tensors are inconsistent, or a generator parameter out of range."""
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None, allowed: str | None = None) -> int:
+    """``value`` as an ``int`` in ``[low, high]`` (no upper limit if ``high`` is None).
+
+    Bools and floats are refused (``3.0`` is not a size). Raises :class:`MDPError`
+    as ``"size: 2 is out of range; allowed: size >= 3"``.
+    """
+    if allowed is None:
+        allowed = f"{name} >= {low}" if high is None else f"{low} <= {name} <= {high}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise MDPError(f"{name}: {value!r} is not an int; allowed: an int with {allowed}")
+    if value < low or (high is not None and value > high):
+        raise MDPError(f"{name}: {value} is out of range; allowed: {allowed}")
+    return int(value)
+
+
+def check_float(
+    name: str,
+    value: object,
+    allowed: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a ``float`` in the interval from ``low`` to ``high`` (open ends as flagged).
+
+    NaN and bools are refused; ``allowed`` states the interval in words.
+    Infinities pass only where the interval contains them (closed at +-inf).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MDPError(f"{name}: {value!r} is not a number; allowed: {allowed}")
+    v = float(value)
+    above = v > low if low_open else v >= low  # NaN fails both comparisons
+    below = v < high if high_open else v <= high
+    if not (above and below):
+        raise MDPError(f"{name}: {value} is out of range; allowed: {allowed}")
+    return v
+
+
+def check_finite(name: str, value: object) -> float:
+    """``value`` as a finite ``float`` (rewards and the like)."""
+    return check_float(name, value, "a finite number", high_open=True, low_open=True)
 
 
 @dataclass
@@ -66,30 +113,66 @@ class TabularMDP:
         return self.prob.dtype
 
     def validate(self, atol: float = 1e-5) -> TabularMDP:
-        """Check shapes and probabilities; raise :class:`MDPError` naming the problem."""
+        """Check shapes and probabilities; raise :class:`MDPError` naming the problem,
+        the offending value and what is allowed."""
+        if self.succ.dim() != 4:
+            raise MDPError(f"succ: shape {tuple(self.succ.shape)} has {self.succ.dim()} dims; "
+                           "allowed: 4 dims [N, S, A, K]")
         n, s, a, k = self.succ.shape
+        if min(n, s, a, k) < 1:
+            raise MDPError(f"succ: shape {(n, s, a, k)} is empty; allowed: N, S, A, K >= 1")
+        if self.succ.dtype.is_floating_point or self.succ.dtype == torch.bool or self.succ.is_complex():
+            raise MDPError(f"succ: dtype {self.succ.dtype} is not an integer type; allowed: torch.int64")
         for name in ("prob", "reward"):
             if getattr(self, name).shape != (n, s, a, k):
-                raise MDPError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected {(n, s, a, k)}")
-        if self.terminal.shape != (n, s) or self.start.shape != (n, s):
-            raise MDPError("terminal and start must have shape [N, S]")
+                raise MDPError(f"{name}: shape {tuple(getattr(self, name).shape)} does not match succ; "
+                               f"allowed: {(n, s, a, k)}")
+        for name in ("terminal", "start"):
+            if getattr(self, name).shape != (n, s):
+                raise MDPError(f"{name}: shape {tuple(getattr(self, name).shape)} is not [N, S]; "
+                               f"allowed: {(n, s)}")
+        if self.terminal.dtype != torch.bool:
+            raise MDPError(f"terminal: dtype {self.terminal.dtype} is not bool; allowed: torch.bool")
         if self.absorb.shape != (n,):
-            raise MDPError(f"absorb has shape {tuple(self.absorb.shape)}, expected {(n,)}")
-        if self.succ.min() < 0 or self.succ.max() >= s:
-            raise MDPError("successor ids out of range")
+            raise MDPError(f"absorb: shape {tuple(self.absorb.shape)} is not [N]; allowed: {(n,)}")
+        lo, hi = int(self.succ.min()), int(self.succ.max())
+        if lo < 0 or hi >= s:
+            raise MDPError(f"succ: successor ids out of range (min {lo}, max {hi}); "
+                           f"allowed: 0 <= id < n_states ({s})")
+        if not torch.isfinite(self.prob).all():
+            raise MDPError("prob: non-finite transition probabilities; allowed: finite values >= 0")
         if (self.prob < 0).any():
-            raise MDPError("negative transition probabilities")
+            raise MDPError(f"prob: negative transition probabilities (min {float(self.prob.min()):.6g}); "
+                           "allowed: prob >= 0")
         rows = self.prob.sum(-1)
+        worst = rows.flatten()[(rows - 1).abs().argmax()]
         if not torch.allclose(rows, torch.ones_like(rows), atol=atol):
-            raise MDPError(f"transition rows must sum to one (worst row sums to {rows.min():.6f})")
-        if not torch.allclose(self.start.sum(-1), torch.ones(n, dtype=self.start.dtype), atol=atol):
-            raise MDPError("start distributions must sum to one")
-        if (self.start[self.terminal] > 0).any():
-            raise MDPError("start distributions put mass on terminal states")
-        if ((self.absorb < 0) | (self.absorb >= 1)).any():
-            raise MDPError("absorb must lie in [0, 1)")
-        if self.features is not None and self.features.shape[:2] != (n, s):
-            raise MDPError("features must have shape [N, S, F]")
+            raise MDPError(f"prob: transition rows must sum to one (worst row sums to {float(worst):.6f}); "
+                           f"allowed: within {atol:g} of 1")
+        if not torch.isfinite(self.reward).all():
+            bad = self.reward[~torch.isfinite(self.reward)].flatten()[0]
+            raise MDPError(f"reward: non-finite reward {float(bad)}; allowed: finite rewards")
+        if not torch.isfinite(self.start).all() or (self.start < 0).any():
+            raise MDPError(f"start: start probabilities must be finite and >= 0 (min {float(self.start.min()):.6g}); "
+                           "allowed: start >= 0")
+        totals = self.start.sum(-1)
+        if not torch.allclose(totals, torch.ones_like(totals), atol=atol):
+            worst = totals[(totals - 1).abs().argmax()]
+            raise MDPError(f"start: start distributions must sum to one (worst sums to {float(worst):.6f}); "
+                           f"allowed: within {atol:g} of 1")
+        on_terminal = self.start.masked_fill(~self.terminal, 0)
+        if (on_terminal > 0).any():
+            i, j = divmod(int(on_terminal.flatten().argmax()), s)
+            raise MDPError(f"start: start distributions put mass on terminal states "
+                           f"(MDP {i}, state {j}: {float(on_terminal[i, j]):.6g}); "
+                           "allowed: start mass on non-terminal states only")
+        bad_absorb = ~((self.absorb >= 0) & (self.absorb < 1))  # NaN counts as bad
+        if bad_absorb.any():
+            value = float(self.absorb[bad_absorb][0])
+            raise MDPError(f"absorb: absorb must lie in [0, 1) (got {value}); allowed: 0 <= absorb < 1")
+        if self.features is not None and (self.features.dim() != 3 or self.features.shape[:2] != (n, s)):
+            raise MDPError(f"features: shape {tuple(self.features.shape)} is not [N, S, F]; "
+                           f"allowed: ({n}, {s}, F)")
         return self
 
     # ---- batch manipulation ------------------------------------------------------
@@ -145,16 +228,13 @@ class TabularMDP:
     def occupancy(self, policy: Tensor) -> Tensor:
         """Expected visits per state in one episode, ``d = mu (I - P_pi)^-1``, ``[N, S]``."""
         p = self.policy_matrix(policy)
-        eye = torch.eye(self.n_states, dtype=p.dtype, device=p.device).expand_as(p)
-        return torch.linalg.solve(eye - p.transpose(1, 2), self.start)
+        return _solve(p.transpose(1, 2), self.start, 1.0)
 
     def evaluate(self, policy: Tensor, gamma: float = 1.0, reward: Tensor | None = None) -> Tensor:
         """``V^pi(s)`` of an expected per-(s, a) reward (default: the MDP's), ``[N, S]``."""
         r = self.expected_reward() if reward is None else reward
         p = self.policy_matrix(policy)
-        eye = torch.eye(self.n_states, dtype=p.dtype, device=p.device).expand_as(p)
-        rhs = (policy * r).sum(-1)
-        return torch.linalg.solve(eye - gamma * p, rhs.unsqueeze(-1)).squeeze(-1)
+        return _solve(p, (policy * r).sum(-1), gamma)
 
     def episode_return(self, policy: Tensor, gamma: float = 1.0) -> Tensor:
         """Expected return from the start distribution, ``[N]``."""
@@ -164,3 +244,16 @@ class TabularMDP:
         """Uniform weights over the non-terminal states, ``[N, S]``."""
         w = (~self.terminal).to(self.dtype)
         return w / w.sum(-1, keepdim=True)
+
+
+def _solve(p: Tensor, rhs: Tensor, gamma: float) -> Tensor:
+    """``x = (I - gamma P)^-1 rhs`` per MDP, solved in float64 and returned in ``rhs``'s dtype.
+
+    In float32, a batched solve rounds differently from the same system alone,
+    so an MDP's values would depend on its batch; in float64 the difference is
+    far below float32's resolution.
+    """
+    p64 = p.to(torch.float64)
+    eye = torch.eye(p.shape[-1], dtype=torch.float64, device=p.device).expand_as(p64)
+    x = torch.linalg.solve(eye - gamma * p64, rhs.to(torch.float64).unsqueeze(-1)).squeeze(-1)
+    return x.to(torch.promote_types(p.dtype, rhs.dtype))

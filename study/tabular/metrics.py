@@ -26,18 +26,20 @@ def evaluate_students(
     kl_student / kl_teacher / kl_uniform: KL(pi_T || pi_theta) averaged over
     the student's, the teacher's and the uniform (non-terminal) state
     distribution; return: the student's exact expected return; agreement: the
-    teacher-weighted share of states where the student's argmax is the
-    teacher's.
+    teacher-weighted share of states where the student's argmax is one of the
+    teacher's best actions.
     """
     student_logp = log_softmax(student_logits)
     policy = student_logp.exp()
     per_state = kl(teacher_logp, student_logp)
     d_student = mdp.occupancy(policy)
-    agree = (student_logits.argmax(-1) == teacher_out.argmax(-1)).to(policy.dtype)
+    # the student's argmax agrees when it is one of the teacher's best actions (ties are common)
+    best = teacher_out.max(-1, keepdim=True).values
+    agree = (teacher_out.gather(-1, student_logits.argmax(-1, keepdim=True)) >= best).squeeze(-1).to(policy.dtype)
     return {
         "kl_student": _weighted(per_state, d_student),
         "kl_teacher": _weighted(per_state, teacher_occupancy),
         "kl_uniform": _weighted(per_state, mdp.uniform_states()),
-        "return": (mdp.start * mdp.evaluate(policy)).sum(-1),
+        "return": mdp.episode_return(policy),
         "agreement": _weighted(agree, teacher_occupancy),
     }

@@ -13,9 +13,16 @@ from torch import Tensor
 
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
+_SALT = 0x85EBCA6B
 
-# Stream ids: one per purpose, so draws for different purposes never collide.
-START, STEP, INIT, NOISE, ROLLOUT = range(1, 6)
+# Purpose salts: large distinct constants, so streams for different purposes
+# (and the small counters folded in after them) never share a key by design.
+START = 0x5A0C3E11
+STEP = 0x1B873593
+INIT = 0x6C8E9CF5
+NOISE = 0x2F4A7C15
+ROLLOUT = 0x7E3B1D29
+ENGINE = 0x3C6EF372
 
 
 def _mul32(x: Tensor, c: int) -> Tensor:
@@ -35,9 +42,20 @@ def mix32(x: Tensor) -> Tensor:
     return x ^ (x >> 16)
 
 
+def _spread(value: Tensor | int) -> Tensor:
+    """A counter hashed on its own, so that keys and counters mix non-linearly."""
+    if isinstance(value, int):
+        value = torch.tensor(value, dtype=torch.int64)
+    return mix32(value * _GOLDEN + _SALT)
+
+
 def combine(key: Tensor, value: Tensor | int) -> Tensor:
-    """Fold one more counter into a key (splitmix-style: add a Weyl step, then hash)."""
-    return mix32(key + (value + 1) * _GOLDEN)
+    """Fold one more counter into a key: ``mix(key ^ mix(value))``.
+
+    Not linear in the key (as adding a Weyl step would be), so two keys never
+    read the same stream shifted by a few draws.
+    """
+    return mix32(key ^ _spread(value))
 
 
 def instance_keys(*parts: Tensor | int) -> Tensor:
@@ -87,8 +105,8 @@ def draws(key: Tensor, step: int, count: int, dtype: torch.dtype = torch.float64
 
     One hash per draw, cheap enough for the inner loop of a rollout.
     """
-    idx = torch.arange(step * count + 1, (step + 1) * count + 1, dtype=torch.int64)
-    return to_uniform(mix32(key.unsqueeze(-1) + idx * _GOLDEN), dtype)
+    idx = torch.arange(step * count, (step + 1) * count, dtype=torch.int64)
+    return to_uniform(mix32(key.unsqueeze(-1) ^ _spread(idx)), dtype)
 
 
 def categorical(probs: Tensor, u: Tensor) -> Tensor:

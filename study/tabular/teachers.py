@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from study.tabular.mdp import MDPError, TabularMDP
+from study.tabular.mdp import MDPError, TabularMDP, check_float, check_int
 from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys
 from variants.policy import teacher_log_probs
+
+_SEED_MAX = 2**63 - 1  # seeds are held in int64 tensors
+
+
+def _check_gamma(gamma: object) -> float:
+    return check_float("gamma", gamma, "0 < gamma <= 1", 0.0, 1.0, low_open=True)
+
+
+def _check_tau(tau: object) -> float:
+    return check_float("tau", tau, "a finite tau >= 0 (0 is the argmax)", 0.0, math.inf, high_open=True)
+
+
+def _check_seed(seed: object) -> int:
+    return check_int("seed", seed, 0, _SEED_MAX, "0 <= seed < 2**63")
+
+
+def _check_mdp(mdp: object) -> TabularMDP:
+    if not isinstance(mdp, TabularMDP):
+        raise MDPError(f"mdp: {type(mdp).__name__} is not a TabularMDP; allowed: a TabularMDP")
+    return mdp
+
+
+def _check_outputs(name: str, out: object) -> Tensor:
+    if not isinstance(out, Tensor) or out.dim() != 3 or not out.is_floating_point():
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise MDPError(f"{name}: {shape} is not a floating [N, S, A] tensor; allowed: a floating [N, S, A] tensor")
+    return out
 
 
 def value_iteration(mdp: TabularMDP, gamma: float = 1.0, tol: float = 1e-8, max_iter: int = 100_000) -> Tensor:
@@ -16,6 +45,10 @@ def value_iteration(mdp: TabularMDP, gamma: float = 1.0, tol: float = 1e-8, max_
     Converges when every policy's episodes end (absorption, terminal states)
     or ``gamma < 1``; raises :class:`MDPError` if it does not within ``max_iter``.
     """
+    mdp = _check_mdp(mdp)
+    gamma = _check_gamma(gamma)
+    tol = check_float("tol", tol, "a finite tol > 0", 0.0, math.inf, low_open=True, high_open=True)
+    max_iter = check_int("max_iter", max_iter, 1)
     r = mdp.expected_reward()
     q = torch.zeros_like(r)
     for _ in range(max_iter):
@@ -42,6 +75,13 @@ def q_learning(
     round, as the paper's teachers; draws are per MDP (counter-based), so a
     teacher does not depend on its batch.
     """
+    mdp = _check_mdp(mdp)
+    episodes = check_int("episodes", episodes, 1)
+    lr = check_float("lr", lr, "0 < lr <= 1", 0.0, 1.0, low_open=True)
+    epsilon = check_float("epsilon", epsilon, "0 <= epsilon <= 1", 0.0, 1.0)
+    gamma = _check_gamma(gamma)
+    max_steps = check_int("max_steps", max_steps, 1)
+    seed = _check_seed(seed)
     n, s_count, a_count = mdp.n_mdps, mdp.n_states, mdp.n_actions
     rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
     q = torch.zeros(n, s_count, a_count, dtype=mdp.dtype)
@@ -80,9 +120,14 @@ def noisy(q: Tensor, fraction: float, tau: float, seed: int = 0, mask: Tensor | 
     ``softmax(out / tau) = p`` (at ``tau = 0`` the argmax of ``p``).
     ``mask`` ``[N, S]`` limits which states may be chosen (e.g. non-terminal ones).
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise MDPError(f"noise fraction: {fraction} is out of range; allowed: 0 <= fraction <= 1")
+    q = _check_outputs("q", q)
+    fraction = check_float("fraction", fraction, "0 <= fraction <= 1 (of the states)", 0.0, 1.0)
+    tau = _check_tau(tau)
+    seed = _check_seed(seed)
     n, s, a = q.shape
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (n, s)):
+        got = f"shape {tuple(mask.shape)}, dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise MDPError(f"mask: {got} does not fit q; allowed: None or a bool tensor of shape {(n, s)}")
     rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
     pick = rng.uniform(NOISE, 0, shape=(s,)) < fraction
     if mask is not None:
@@ -95,9 +140,12 @@ def noisy(q: Tensor, fraction: float, tau: float, seed: int = 0, mask: Tensor | 
 
 def teacher_policy(out: Tensor, tau: float) -> Tensor:
     """``pi_T = softmax(out / tau)`` (argmax at tau 0)."""
+    tau = _check_tau(tau)
     return teacher_log_probs(out, tau).exp()
 
 
 def teacher_values(mdp: TabularMDP, out: Tensor, tau: float, gamma: float = 1.0) -> Tensor:
     """``V_T = V^{pi_T}`` exactly, ``[N, S]``: what the V-based variants shape with."""
+    mdp = _check_mdp(mdp)
+    gamma = _check_gamma(gamma)
     return mdp.evaluate(teacher_policy(out, tau), gamma)
