@@ -732,3 +732,41 @@ def test_v_cond_masks_the_loss():
     assert (out[~keep] == 0).all()
     with pytest.raises(ValueError):
         variants.masked_state_loss(v, student, teacher, vt, None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"env_reward": "false"}, "env_reward"),
+        ({"v_cond": 1}, "v_cond"),
+        ({"n_step": 1.5}, "n_step"),
+        ({"n_step": True}, "n_step"),
+        ({"tau": "0.5"}, "tau"),
+        ({"gamma": True}, "gamma"),
+        ({"control": {"kind": "teacher"}}, "control"),
+    ],
+)
+def test_wrongly_typed_parts_are_refused(kwargs, field):
+    with pytest.raises(VariantError, match=field):
+        Variant(**kwargs)
+
+
+def test_control_type_and_beta_checks():
+    with pytest.raises(VariantError, match="beta"):
+        Control(kind="mixture", beta="0.5")
+    with pytest.raises(VariantError, match="applies to kind 'mixture'"):
+        Control(kind="student", beta=0.3)
+    with pytest.raises(VariantError, match="horizon"):
+        Control(kind="mixture", schedule="linear", horizon=2.5)
+
+
+def test_unknown_override_is_a_variant_error():
+    with pytest.raises(VariantError, match="foo"):
+        variants.variant("n_distill", foo=1)
+
+
+def test_fingerprint_ignores_the_name_and_follows_the_parts():
+    a = variants.variant("n_distill")
+    assert a.fingerprint == a.with_(name="other").fingerprint
+    assert a.fingerprint != a.with_(tau=0.5).fingerprint
+    assert a.fingerprint == Variant.from_dict(a.to_dict()).fingerprint
