@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from study.grid import StudyError
 from study.output import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
 from variants import VariantError
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks (speed targets live here, not in tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+grid_app = typer.Typer(help="Factorial study grids from TOML files.", no_args_is_help=True)
+app.add_typer(grid_app, name="grid")
 
 out = Console()
 err = Console(stderr=True)
@@ -42,8 +45,8 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (VariantError, MDPError, UsageError, OutputError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        except (VariantError, MDPError, UsageError, OutputError, StudyError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
@@ -122,20 +125,23 @@ def claims_cmd(
 @cli_errors
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the table and figure go.")] = Path("results/demo"),
-    mdps: Annotated[int, typer.Option(help="Number of grid worlds.")] = 20,
-    seeds: Annotated[int, typer.Option(help="Seeds per grid world and variant.")] = 3,
-    iterations: Annotated[int, typer.Option(help="Training iterations (one episode each).")] = 300,
+    mdps: Annotated[int | None, typer.Option(help="Number of grid worlds (default: the demo study's).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per grid world and variant (default: the study's).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the study's).")] = None,
 ) -> None:
-    """Compare 7 distillation variants on 20 grid worlds x 3 seeds; write a table and a figure."""
-    from study.demo import DemoConfig, run_demo
+    """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds); write a table and a figure."""
+    from study.demo import demo_config, run_demo
 
+    overrides: dict[str, Any] = {}
     for name, value in (("mdps", mdps), ("seeds", seeds), ("iterations", iterations)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= 1")
-    config = DemoConfig(mdps=mdps, seeds=tuple(range(seeds)), iterations=iterations)
+        if value is not None:
+            overrides[name] = tuple(range(value)) if name == "seeds" else value
+    config = demo_config(**overrides)
     with _progress() as bar:
-        task = bar.add_task(f"distilling {len(config.variants)} variants x {mdps} MDPs x {seeds} seeds",
-                            total=iterations)
+        task = bar.add_task(f"distilling {len(config.variants)} variants x {config.mdps} MDPs x "
+                            f"{len(config.seeds)} seeds", total=config.iterations)
         paths = run_demo(out_dir, config, progress=lambda done: bar.update(task, completed=done))
     out.print(_summary_table(paths["summary.csv"]))
     out.print(f"table:  {paths['summary.md']} (and summary.csv)")
@@ -200,6 +206,39 @@ def _summary_table(csv: Path) -> Table:
     table.caption = ("return: normalised (uniform 0, teacher 1); KL(pi_T || pi_theta) under the student's, "
                      "the teacher's and the uniform state distribution; agree: argmax agreement")
     return table
+
+
+@grid_app.command("plan", epilog="Example: distill grid plan demo")
+@cli_errors
+def grid_plan_cmd(
+    study: Annotated[str, typer.Argument(help="A built-in study name or a path to a TOML file.")],
+    show: Annotated[int, typer.Option(help="How many cells to list.")] = 10,
+) -> None:
+    """Validate a study and show its factors, cell count and first cells, without running anything."""
+    from study.grid import load_study
+
+    s = load_study(study)
+    spec = s.spec
+    out.print(f"[bold]{spec.name}[/] ({spec.tier}) from {s.path}")
+    if spec.description:
+        out.print(spec.description)
+    for key, values in spec.factors.items():
+        out.print(f"  factor {key}: {', '.join(map(str, values))}")
+    for key, value in spec.fixed.items():
+        out.print(f"  fixed  {key} = {value}")
+    if spec.exclude or spec.include:
+        out.print(f"  {len(spec.exclude)} exclude and {len(spec.include)} include rule(s)")
+    seeds = spec.seed_list
+    out.print(f"{s.points} grid points x {len(seeds)} seeds ({', '.join(map(str, seeds))}) = {len(s.cells)} cells")
+    table = Table(title=f"first {min(show, len(s.cells))} cells")
+    table.add_column("cell id", no_wrap=True)
+    keys = list(spec.factors) or ["variant"]
+    for key in keys:
+        table.add_column(key)
+    table.add_column("seed")
+    for cell in s.cells[:show]:
+        table.add_row(cell.id, *(str(cell.params.get(k, "")) for k in keys), str(cell.seed))
+    out.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,39 +14,42 @@ import torch
 import variants as V
 from analysis.plots import learning_curves
 from analysis.stats import bootstrap_mean_ci
+from study.grid import load_study
 from study.output import check_replaceable, replace_dir, staging_dir
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
 from study.tabular.frames import curves_frame
 
-DEMO_VARIANTS = (
-    "teacher_distill",
-    "on_policy_distill",
-    "n_distill",
-    "entropy_regularised",
-    "expected_entropy_regularised",
-    "teacher_v_reward",
-    "on_policy_distill_r",
-)
 SUMMARY_METRICS = ("return_norm", "kl_student", "kl_teacher", "kl_uniform", "agreement")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """20 grid worlds x 3 seeds x 7 variants, sampled episodes, one batched program."""
+    """Grid worlds x seeds x variants, sampled episodes, one batched program (see :func:`demo_config`)."""
 
-    mdps: int = 20
-    seeds: tuple[int, ...] = (0, 1, 2)
-    size: int = 10
-    tau: float = 0.1
-    iterations: int = 300
-    eval_every: int = 20
-    lr: float = 0.05
-    optimizer: str = "adam"
-    max_steps: int = 300
-    mdp_seed: int = 0
-    variants: tuple[str, ...] = DEMO_VARIANTS
+    mdps: int
+    seeds: tuple[int, ...]
+    size: int
+    tau: float
+    iterations: int
+    eval_every: int
+    lr: float
+    optimizer: str
+    max_steps: int
+    mdp_seed: int
+    variants: tuple[str, ...]
+
+
+def demo_config(**overrides: object) -> DemoConfig:
+    """The demo as the built-in ``demo`` study defines it, with optional overrides."""
+    study = load_study("demo")
+    p = study.cells[0].params
+    config = DemoConfig(mdps=p["mdps"], seeds=tuple(study.spec.seed_list), size=p["size"], tau=p["tau"],
+                        iterations=p["iterations"], eval_every=p["eval_every"], lr=p["lr"],
+                        optimizer=p["optimizer"], max_steps=p["max_steps"], mdp_seed=p["mdp_seed"],
+                        variants=tuple(study.spec.factors["variant"]))
+    return replace(config, **overrides)
 
 
 def summarise(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -77,13 +80,14 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out: Path, config: DemoConfig = DemoConfig(),
+def run_demo(out: Path, config: DemoConfig | None = None,
              progress: Callable[[int], None] | None = None) -> dict[str, Path]:
     """Run the comparison and write its table and figure into ``out`` atomically.
 
     ``out`` must be new or an earlier demo output; anything else is refused
     before any work starts.
     """
+    config = config or demo_config()
     out = Path(out)
     check_replaceable(out, "demo")
     tmp = staging_dir(out)

@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.demo import DEMO_VARIANTS
+from study.demo import demo_config
+
+DEMO_VARIANTS = demo_config().variants
 
 runner = CliRunner()
 

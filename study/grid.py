@@ -1,0 +1,322 @@
+"""Study files: validate a TOML study, expand its factorial grid into cells with stable ids.
+
+A study names parameters by flat keys (``tau``, ``size``, ``lr``...). Each key
+belongs to one part of a cell: the variant, the environment, the teacher, the
+student or the training budget. ``[fixed]`` sets a key for every cell,
+``[factors]`` gives a list per key (the grid is their full product),
+``exclude`` drops the combinations that match, ``include`` adds combinations.
+Everything is checked before anything runs; a bad value raises
+:class:`StudyError` naming the file, the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import variants as V
+from variants import VariantError
+
+
+class StudyError(ValueError):
+    """A study file that cannot run: the message names file, key, value and what is allowed."""
+
+
+# ---- the parameters a study may set -------------------------------------------------------------
+
+VARIANT_KEYS = ("variant", "control", "beta", "schedule", "beta_final", "horizon", "decay", "epsilon",
+                "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step")
+CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta_final": "beta_final",
+                "horizon": "horizon", "decay": "decay", "epsilon": "epsilon", "teacher_tau": "teacher_tau"}
+
+
+class EnvParams(BaseModel):
+    """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
+    mdps: int = Field(20, ge=1)
+    mdp_seed: int = Field(0, ge=0)
+    size: int = Field(10, ge=3)
+    n_actions: int = Field(4, ge=2)
+    wall_frac: float = Field(0.1, ge=0.0, le=0.5)
+    penalty_frac: float = Field(0.1, ge=0.0, le=1.0)
+    noise: float = Field(0.0, ge=0.0, le=1.0)
+    absorb: float = Field(0.01, ge=0.0, lt=1.0)
+    n_states: int = Field(10, ge=2)
+    branching: int = Field(2, ge=1)
+    n_terminal: int = Field(0, ge=0)
+    length: int = Field(10, ge=2)
+
+
+class TeacherParams(BaseModel):
+    """How each MDP's teacher is made: exact optimal Q, Q-learning, or adversarial (-Q*); an optional
+    fraction of states with random action distributions."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    teacher: Literal["optimal", "q_learning", "adversarial"] = "optimal"
+    teacher_noise: float = Field(0.0, ge=0.0, le=1.0)
+    q_episodes: int = Field(2000, ge=1)
+    teacher_gamma: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class StudentParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    student: Literal["table", "linear"] = "table"
+    init_scale: float = Field(0.0, ge=0.0)
+
+
+class TrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    mode: Literal["exact", "sampled"] = "sampled"
+    iterations: int = Field(300, ge=1)
+    eval_every: int = Field(20, ge=1)
+    lr: float = Field(0.05, gt=0.0)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    episodes: int = Field(1, ge=1)
+    max_steps: int = Field(300, ge=1)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {"env": EnvParams, "teacher": TeacherParams, "student": StudentParams,
+                                        "train": TrainParams}
+KEY_SECTION: dict[str, str] = {key: "variant" for key in VARIANT_KEYS}
+for _section, _model in SECTIONS.items():
+    KEY_SECTION.update({key: _section for key in _model.model_fields})
+ALLOWED_KEYS = tuple(KEY_SECTION)
+
+
+class StudyFile(BaseModel):
+    """The top level of a study TOML file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    tier: Literal["tabular"] = "tabular"
+    description: str = ""
+    seeds: int | list[int] = 3
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    factors: dict[str, list[Any]] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("a seed count must be >= 1")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("a seed list must be non-empty, distinct and >= 0")
+        return value
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+# ---- cells ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid and one seed: everything needed to run it, and its stable id."""
+
+    params: dict[str, Any]
+    seed: int
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", cell_id(self.params, self.seed))
+
+    def section(self, name: str) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if KEY_SECTION[k] == name}
+
+    def variant(self) -> V.Variant:
+        return build_variant(self.params)
+
+    def config(self) -> dict[str, Any]:
+        """The canonical configuration (what the id hashes)."""
+        return {"params": self.params, "seed": self.seed}
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def cell_id(params: dict[str, Any], seed: int) -> str:
+    """A hash of the canonical configuration and the seed: the same on every run and machine."""
+    return hashlib.sha256(canonical_json({"params": params, "seed": seed}).encode()).hexdigest()[:16]
+
+
+def build_variant(params: dict[str, Any]) -> V.Variant:
+    """The cell's variant: a preset (``variant``) with any parts changed, or parts alone."""
+    parts = {k: v for k, v in params.items() if KEY_SECTION.get(k) == "variant" and k != "variant"}
+    control = {CONTROL_KEYS[k]: parts.pop(k) for k in list(parts) if k in CONTROL_KEYS}
+    preset = params.get("variant")
+    if preset is not None:
+        base = V.get(preset).variant
+        if control:
+            parts["control"] = V.Control(**{**_control_dict(base.control), **control})
+        return V.variant(preset, **parts, name=_label(preset, parts, control)) if parts else base
+    if control:
+        parts["control"] = V.Control(**control)
+    return V.Variant(**parts, name=_label(None, parts, control))
+
+
+def _control_dict(control: V.Control) -> dict[str, Any]:
+    return {k: getattr(control, k) for k in control.__dataclass_fields__}
+
+
+def _label(preset: str | None, parts: dict[str, Any], control: dict[str, Any]) -> str:
+    changes = {**{k: v for k, v in parts.items() if k != "control"}, **control}
+    text = ",".join(f"{k}={v}" for k, v in sorted(changes.items()))
+    if preset is None:
+        return text or "variant"
+    return f"{preset}[{text}]" if text else preset
+
+
+# ---- loading and expansion -----------------------------------------------------------------------
+
+
+@dataclass
+class Study:
+    """A validated study: its file, source text and expanded cells."""
+
+    spec: StudyFile
+    source: str
+    path: str
+    cells: list[Cell]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def points(self) -> int:
+        """Grid points (cells without the seed)."""
+        return len(self.cells) // len(self.spec.seed_list)
+
+
+def builtin_studies() -> list[str]:
+    """Names of the studies shipped inside the package."""
+    folder = resources.files("study") / "studies"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_study(ref: str | Path) -> Study:
+    """A study by built-in name or by path, validated and expanded."""
+    path = Path(ref)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise StudyError(f"{ref}: no such study file; built-in studies: {', '.join(builtin_studies())}")
+        source, where = path.read_text(), str(path)
+    elif str(ref) in builtin_studies():
+        source = (resources.files("study") / "studies" / f"{ref}.toml").read_text()
+        where = f"built-in study {ref!r}"
+    else:
+        raise StudyError(f"{ref}: not a study file or a built-in study; built-in studies: "
+                         f"{', '.join(builtin_studies())}")
+    return parse_study(source, where)
+
+
+def parse_study(source: str, where: str = "<study>") -> Study:
+    """Validate a study's TOML text and expand it into cells."""
+    try:
+        raw = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{where}: malformed TOML: {exc}") from None
+    try:
+        spec = StudyFile.model_validate(raw)
+    except ValidationError as exc:
+        raise StudyError(f"{where}: {_pydantic_message(exc)}") from None
+    _check_keys(spec, where)
+    cells = _expand(spec, where)
+    return Study(spec, source, where, cells)
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "study"
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(StudyFile.model_fields)
+        return f"unknown key {loc!r}; allowed top-level keys: {allowed}"
+    return f"key {loc!r}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _check_keys(spec: StudyFile, where: str) -> None:
+    sources = [("fixed", spec.fixed), ("factors", spec.factors)]
+    sources += [(f"exclude[{i}]", rule) for i, rule in enumerate(spec.exclude)]
+    sources += [(f"include[{i}]", rule) for i, rule in enumerate(spec.include)]
+    for table, entries in sources:
+        for key in entries:
+            if key not in KEY_SECTION:
+                raise StudyError(f"{where}: [{table}] unknown key {key!r}; allowed: {', '.join(ALLOWED_KEYS)}")
+    for key, values in spec.factors.items():
+        if not values:
+            raise StudyError(f"{where}: [factors] {key!r} is an empty list; a factor needs at least one value")
+        if key in spec.fixed:
+            raise StudyError(f"{where}: {key!r} is both fixed and a factor; keep one")
+    if spec.tier != "tabular":  # pragma: no cover - Literal already refuses
+        raise StudyError(f"{where}: tier {spec.tier!r} is not available; allowed: tabular")
+
+
+def _matches(params: dict[str, Any], rule: dict[str, Any]) -> bool:
+    for key, want in rule.items():
+        have = params.get(key)
+        if isinstance(want, list) and not isinstance(have, list):
+            if have not in want:
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def _expand(spec: StudyFile, where: str) -> list[Cell]:
+    keys = list(spec.factors)
+    points = [dict(spec.fixed, **dict(zip(keys, combo, strict=True)))
+              for combo in itertools.product(*(spec.factors[k] for k in keys))]
+    points = [p for p in points if not any(_matches(p, rule) for rule in spec.exclude)]
+    for rule in spec.include:
+        lists = {k: v if isinstance(v, list) else [v] for k, v in rule.items()}
+        for combo in itertools.product(*lists.values()):
+            points.append(dict(spec.fixed, **dict(zip(lists, combo, strict=True))))
+    unique: dict[str, dict[str, Any]] = {}
+    for p in points:
+        unique.setdefault(canonical_json(p), p)
+    if not unique:
+        raise StudyError(f"{where}: the grid is empty (every combination is excluded)")
+    cells = []
+    for point in unique.values():
+        resolved = _resolve(point, where)
+        cells.extend(Cell(resolved, seed) for seed in spec.seed_list)
+    return cells
+
+
+def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
+    """Fill in defaults and validate every section of one grid point."""
+    where_point = f"{where}: cell {canonical_json(point)}"
+    resolved: dict[str, Any] = {k: v for k, v in point.items() if KEY_SECTION[k] == "variant"}
+    try:
+        variant = build_variant(resolved)
+    except VariantError as exc:
+        raise StudyError(f"{where_point}: {exc}") from None
+    if variant.loss == "none" and variant.reward == "none":  # pragma: no cover - VariantError first
+        raise StudyError(f"{where_point}: nothing to learn")
+    for section, model in SECTIONS.items():
+        given = {k: v for k, v in point.items() if KEY_SECTION[k] == section}
+        try:
+            resolved.update(model.model_validate(given).model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(x) for x in err["loc"])
+            raise StudyError(f"{where_point}: key {key!r}: {err['msg']} (got {err.get('input')!r})") from None
+    if resolved["student"] == "linear":
+        raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
+                         "two-step toy has; allowed for grid studies: table")
+    return resolved

@@ -1,0 +1,120 @@
+"""Study files: validation, grid expansion, exclusions and inclusions, stable cell ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.grid import StudyError, builtin_studies, load_study, parse_study
+
+BASE = """
+name = "t"
+seeds = 2
+[fixed]
+size = 5
+mdps = 2
+iterations = 3
+[factors]
+variant = ["on_policy_distill", "n_distill", "teacher_v_reward"]
+tau = [0.1, 1.0]
+"""
+
+
+def test_full_product_times_seeds():
+    study = parse_study(BASE)
+    assert study.points == 6 and len(study.cells) == 12
+    points = {(c.params["variant"], c.params["tau"]) for c in study.cells}
+    assert len(points) == 6
+    assert {c.seed for c in study.cells} == {0, 1}
+    assert all(c.params["size"] == 5 and c.params["generator"] == "gridworld" for c in study.cells)
+
+
+def test_exclude_and_include():
+    text = BASE + """
+[[exclude]]
+variant = "teacher_v_reward"
+tau = 1.0
+[[exclude]]
+variant = ["n_distill"]
+[[include]]
+variant = "rusu_kl"
+tau = 0.01
+"""
+    study = parse_study(text)
+    points = {(c.params["variant"], c.params["tau"]) for c in study.cells}
+    assert points == {("on_policy_distill", 0.1), ("on_policy_distill", 1.0), ("teacher_v_reward", 0.1),
+                      ("rusu_kl", 0.01)}
+
+
+def test_cell_ids_are_stable_and_distinct():
+    a = parse_study(BASE)
+    reordered = BASE.replace("size = 5\nmdps = 2", "mdps = 2\nsize = 5")
+    b = parse_study(reordered)
+    assert [c.id for c in a.cells] == [c.id for c in b.cells]  # key order in the file does not matter
+    assert len({c.id for c in a.cells}) == len(a.cells)
+    cell = a.cells[0]
+    text = json.dumps({"params": cell.params, "seed": cell.seed}, sort_keys=True, separators=(",", ":"))
+    assert cell.id == hashlib.sha256(text.encode()).hexdigest()[:16]
+    changed = parse_study(BASE.replace("iterations = 3", "iterations = 4"))
+    assert not {c.id for c in changed.cells} & {c.id for c in a.cells}
+
+
+def test_cells_build_their_variants():
+    study = parse_study(BASE.replace('"teacher_v_reward"', '"rusu_kl"') + "\n")
+    for cell in study.cells:
+        v = cell.variant()
+        assert v.tau == cell.params["tau"]
+    parts = parse_study('name = "p"\n[fixed]\ncontrol = "mixture"\nbeta = 0.5\nloss = "jsd"\njsd_beta = 0.3\n')
+    v = parts.cells[0].variant()
+    assert v.control.kind == "mixture" and v.control.beta == 0.5 and v.loss == "jsd" and v.jsd_beta == 0.3
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ('name = "x"\n[factors]\nvariant = ["nope"]', "unknown variant 'nope'; allowed"),
+        ('name = "x"\n[factors]\ntau = [-1.0]', "tau: -1.0 is out of range"),
+        ('name = "x"\n[fixed]\nsize = 2', "'size'"),
+        ('name = "x"\n[fixed]\nsizee = 2', "unknown key 'sizee'; allowed"),
+        ('name = "x"\nfoo = 1', "unknown key 'foo'"),
+        ('name = "x"\n[factors]\ntau = []', "empty list"),
+        ('name = "x"\n[factors]\nvariant = ["n_distill"]\n[[exclude]]\nvariant = "n_distill"', "grid is empty"),
+        ('name = "x"\n[fixed]\nloss = "none"\nreward = "none"', "meaningless variant"),
+        ('name = "x" x', "malformed TOML"),
+        ('name = "x"\nseeds = 0', "seeds"),
+        ('name = "x"\ntier = "atari"', "tier"),
+        ('name = "x"\n[fixed]\nsize = 3.5', "'size'"),
+        ('name = "x"\n[fixed]\nenv_reward = "yes"', "env_reward"),
+        ('name = "x"\n[fixed]\ntau = 0.1\n[factors]\ntau = [0.2]', "both fixed and a factor"),
+        ('name = "x"\n[fixed]\nstudent = "linear"', "student"),
+        ('[fixed]\nsize = 5', "name"),
+    ],
+)
+def test_bad_studies_name_the_problem(text, expect):
+    with pytest.raises(StudyError, match=r"bad\.toml") as info:
+        parse_study(text, "bad.toml")
+    assert expect in str(info.value)
+
+
+def test_builtin_demo_study_matches_the_demo():
+    assert "demo" in builtin_studies()
+    study = load_study("demo")
+    assert study.points == 7 and len(study.cells) == 21
+    assert {c.params["mdps"] for c in study.cells} == {20}
+
+
+def test_grid_plan_cli(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["grid", "plan", "demo"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "7 grid points x 3 seeds" in result.stdout and load_study("demo").cells[0].id in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[fixed]\nsize = 2\n')
+    result = runner.invoke(app, ["grid", "plan", str(bad)])
+    assert result.exit_code == 2 and "bad.toml" in result.stderr and "size" in result.stderr
+    result = runner.invoke(app, ["grid", "plan", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "no such study file" in result.stderr
