@@ -94,3 +94,76 @@ def bench_tabular(mdps: int = 1000, size: int = 20, iterations: int = 6, loop_md
     per_curve = 1000 * 30_000 / batched_rate / 3600
     return TabularBench(mdps, size, iterations, loop_mdps, batched, loop, batched_rate, loop_rate,
                         batched_rate / loop_rate, per_curve, 9 * per_curve, machine_description())
+
+
+@dataclass
+class GridBench:
+    """The runner's own cost per cell, and what a second worker buys on a real tabular study."""
+
+    empty_cells: int
+    seconds_per_empty_cell: float
+    study_cells: int
+    seconds_1_worker: float
+    seconds_2_workers: float
+    speedup: float
+    machine: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+EMPTY_STUDY = """
+name = "bench-empty"
+seeds = {seeds}
+[fixed]
+generator = "bandit"
+mdps = 1
+n_actions = 2
+mode = "exact"
+iterations = 1
+eval_every = 1
+lr = 0.1
+optimizer = "sgd"
+variant = "on_policy_distill"
+"""
+
+REAL_STUDY = """
+name = "bench-real"
+seeds = 2
+[fixed]
+mdps = 20
+tau = 0.1
+iterations = 300
+eval_every = 50
+max_steps = 300
+[factors]
+variant = ["teacher_distill", "on_policy_distill", "n_distill", "expected_entropy_regularised"]
+size = [8, 9, 10, 11]
+"""
+
+
+def bench_grid(empty_cells: int = 200) -> GridBench:
+    """Time the runner on ``empty_cells`` trivial cells (its overhead: store writes, provenance,
+    scheduling) and a small real study with 1 and with 2 workers, in fresh temporary folders."""
+    import tempfile
+    from pathlib import Path
+
+    from study.grid import parse_study
+    from study.runner import run_study
+
+    if empty_cells < 1:
+        raise MDPError(f"empty_cells: {empty_cells} is out of range; allowed: empty_cells >= 1")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = parse_study(EMPTY_STUDY.format(seeds=empty_cells))
+        start = time.perf_counter()
+        run_study(empty, Path(tmp) / "empty", workers=1)
+        per_cell = (time.perf_counter() - start) / empty_cells
+        real = parse_study(REAL_STUDY)
+        seconds = []
+        for workers in (1, 2):
+            start = time.perf_counter()
+            run_study(real, Path(tmp) / f"real-{workers}", workers=workers)
+            seconds.append(time.perf_counter() - start)
+    return GridBench(empty_cells, per_cell, len(real.cells), seconds[0], seconds[1], seconds[0] / seconds[1],
+                     machine_description())

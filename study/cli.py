@@ -48,6 +48,10 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (VariantError, MDPError, UsageError, OutputError, StudyError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # an output path that cannot be written
+            err.print(f"[bold red]error:[/] {exc.filename or ''}: {exc.strerror or exc}", highlight=False,
+                      soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
             raise typer.Exit(130) from None
@@ -124,29 +128,40 @@ def claims_cmd(
 @app.command("demo", epilog="Example: distill demo --out results/demo")
 @cli_errors
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the table and figure go.")] = Path("results/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Results folder of the demo study.")] = Path("results/demo"),
     mdps: Annotated[int | None, typer.Option(help="Number of grid worlds (default: the demo study's).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds per grid world and variant (default: the study's).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the study's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
 ) -> None:
-    """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds); write a table and a figure."""
-    from study.demo import demo_config, run_demo
+    """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds) through the grid runner; write a
+    table and a figure. Interrupted, it resumes where it stopped."""
+    from study.demo import demo_study, run_demo
+    from study.runner import RunReport
 
-    overrides: dict[str, Any] = {}
-    for name, value in (("mdps", mdps), ("seeds", seeds), ("iterations", iterations)):
+    for name, value in (("mdps", mdps), ("seeds", seeds), ("iterations", iterations), ("workers", workers)):
         if value is not None and value < 1:
             raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= 1")
-        if value is not None:
-            overrides[name] = tuple(range(value)) if name == "seeds" else value
-    config = demo_config(**overrides)
+    study = demo_study(mdps=mdps, seeds=seeds, iterations=iterations)
     with _progress() as bar:
-        task = bar.add_task(f"distilling {len(config.variants)} variants x {config.mdps} MDPs x "
-                            f"{len(config.seeds)} seeds", total=config.iterations)
-        paths = run_demo(out_dir, config, progress=lambda done: bar.update(task, completed=done))
+        task = bar.add_task("demo cells", total=None)
+
+        def update(r: RunReport) -> None:
+            bar.update(task, total=r.total - r.skipped, completed=len(r.done) + len(r.failed),
+                       description=f"demo cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left")
+
+        try:
+            report, paths = run_demo(out_dir, study, workers=workers, progress=update)
+        except KeyboardInterrupt:
+            err.print(f"interrupted; finished cells are kept in {out_dir}; run the same command to resume",
+                      soft_wrap=True)
+            raise typer.Exit(130) from None
     out.print(_summary_table(paths["summary.csv"]))
+    if report.failed:
+        out.print(f"[red]{len(report.failed)} cells failed[/]: distill grid status {out_dir}")
     out.print(f"table:  {paths['summary.md']} (and summary.csv)")
     out.print(f"figure: {paths['curves.png']} (and curves.pdf)")
-    out.print(f"curves: {paths['curves.parquet']}")
+    out.print(f"cells:  {out_dir}/<cell id>/ (config, metrics.parquet, summary, provenance)")
 
 
 @bench_app.command("tabular", epilog="Example: distill bench tabular --mdps 1000 --loop-mdps 100")
@@ -208,6 +223,30 @@ def _summary_table(csv: Path) -> Table:
     return table
 
 
+@bench_app.command("grid", epilog="Example: distill bench grid --empty-cells 200")
+@cli_errors
+def bench_grid_cmd(
+    empty_cells: Annotated[int, typer.Option(help="Trivial cells that measure the runner's own cost.")] = 200,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """The grid runner's overhead per cell, and the speed-up of 2 workers over 1 on a small tabular study."""
+    from study.bench import bench_grid
+
+    if empty_cells < 1:
+        raise UsageError(f"--empty-cells: {empty_cells} is out of range; allowed: empty-cells >= 1")
+    if json_path is not None:
+        check_writable_file(json_path)
+    with err.status("timing the grid runner"):
+        result = bench_grid(empty_cells)
+    out.print(f"runner overhead: {result.seconds_per_empty_cell * 1000:.1f} ms per cell "
+              f"(over {result.empty_cells} empty cells, 1 worker)")
+    out.print(f"small tabular study ({result.study_cells} cells): {result.seconds_1_worker:.1f} s with 1 worker, "
+              f"{result.seconds_2_workers:.1f} s with 2; speed-up {result.speedup:.2f}x")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        write_json(json_path, result.to_dict())
+
+
 @grid_app.command("plan", epilog="Example: distill grid plan demo")
 @cli_errors
 def grid_plan_cmd(
@@ -239,6 +278,78 @@ def grid_plan_cmd(
     for cell in s.cells[:show]:
         table.add_row(cell.id, *(str(cell.params.get(k, "")) for k in keys), str(cell.seed))
     out.print(table)
+
+
+@grid_app.command("run", epilog="Example: distill grid run demo --workers 2")
+@cli_errors
+def grid_run_cmd(
+    study: Annotated[str, typer.Argument(help="A built-in study name or a path to a TOML file.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Results folder (default: results/<study>).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+) -> None:
+    """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
+    from study.grid import load_study
+    from study.runner import RunReport, run_study
+
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend: {backend!r} is not a backend; allowed: local, ray")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers: {workers} is out of range; allowed: workers >= 1")
+    if ray_address and backend != "ray":
+        raise UsageError("--ray-address needs --backend ray")
+    s = load_study(study)
+    target = out_dir or Path("results") / s.name
+    resume = f"distill grid run {study} --out {target}"
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err) as bar:
+        task = bar.add_task("cells", total=None)
+
+        def update(r: RunReport) -> None:
+            todo = r.total - r.skipped
+            bar.update(task, total=todo, completed=len(r.done) + len(r.failed),
+                       description=f"cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left")
+
+        try:
+            report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
+                               retry_failed=retry_failed, on_update=update)
+        except KeyboardInterrupt:
+            err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
+            raise typer.Exit(130) from None
+    out.print(f"{s.name}: {len(report.done)} cells run, {report.skipped} already there, "
+              f"{len(report.failed)} failed; results in {target}")
+    if report.failed:
+        out.print(f"see the error.json of failed cells (distill grid status {target}); rerun them with: "
+                  f"{resume} --retry-failed", soft_wrap=True)
+
+
+@grid_app.command("status", epilog="Example: distill grid status results/demo")
+@cli_errors
+def grid_status_cmd(
+    folder: Annotated[Path, typer.Argument(help="A study results folder.")],
+) -> None:
+    """Count done, failed, running and missing cells of a results folder."""
+    from study.grid import parse_study
+    from study.store import Store
+
+    source = folder / "study.toml"
+    if not source.is_file():
+        raise UsageError(f"{folder}: not a study results folder (no study.toml)")
+    s = parse_study(source.read_text(), str(source))
+    state = Store.open(folder, s).status(s.cells)
+    table = Table(title=f"{s.name}: {len(s.cells)} cells")
+    for col in ("state", "cells"):
+        table.add_column(col)
+    for key in ("done", "failed", "running", "missing"):
+        table.add_row(key, str(len(state[key])))
+    out.print(table)
+    for cell_id in state["failed"]:
+        import json
+
+        error = json.loads((folder / cell_id / "error.json").read_text())["error"]
+        out.print(f"failed {cell_id}: {error}", soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,55 +1,36 @@
-"""The built-in tabular comparison behind `distill demo`."""
+"""`distill demo`: the built-in demo study through the grid runner, then a table and a figure."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-import variants as V
+from analysis.load import load_curves
 from analysis.plots import learning_curves
 from analysis.stats import bootstrap_mean_ci
-from study.grid import load_study
-from study.output import check_replaceable, replace_dir, staging_dir
-from study.tabular import generators as gen
-from study.tabular import teachers as T
-from study.tabular.engine import Plan, TrainConfig, distill
-from study.tabular.frames import curves_frame
+from study.grid import Study, load_study, parse_study, to_toml
+from study.output import write_text
+from study.runner import RunReport, run_study
 
 SUMMARY_METRICS = ("return_norm", "kl_student", "kl_teacher", "kl_uniform", "agreement")
 
 
-@dataclass(frozen=True)
-class DemoConfig:
-    """Grid worlds x seeds x variants, sampled episodes, one batched program (see :func:`demo_config`)."""
-
-    mdps: int
-    seeds: tuple[int, ...]
-    size: int
-    tau: float
-    iterations: int
-    eval_every: int
-    lr: float
-    optimizer: str
-    max_steps: int
-    mdp_seed: int
-    variants: tuple[str, ...]
-
-
-def demo_config(**overrides: object) -> DemoConfig:
-    """The demo as the built-in ``demo`` study defines it, with optional overrides."""
+def demo_study(mdps: int | None = None, seeds: int | None = None, iterations: int | None = None) -> Study:
+    """The built-in ``demo`` study, optionally smaller (a changed study keeps its own results folder)."""
     study = load_study("demo")
-    p = study.cells[0].params
-    config = DemoConfig(mdps=p["mdps"], seeds=tuple(study.spec.seed_list), size=p["size"], tau=p["tau"],
-                        iterations=p["iterations"], eval_every=p["eval_every"], lr=p["lr"],
-                        optimizer=p["optimizer"], max_steps=p["max_steps"], mdp_seed=p["mdp_seed"],
-                        variants=tuple(study.spec.factors["variant"]))
-    return replace(config, **overrides)
+    if mdps is None and seeds is None and iterations is None:
+        return study
+    spec = study.spec.model_copy(deep=True)
+    if mdps is not None:
+        spec.fixed["mdps"] = mdps
+    if iterations is not None:
+        spec.fixed["iterations"] = iterations
+        spec.fixed["eval_every"] = max(1, min(spec.fixed.get("eval_every", 20), iterations))
+    if seeds is not None:
+        spec.seeds = seeds
+    return parse_study(to_toml(spec), f"{study.path} with overrides")
 
 
 def summarise(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -62,7 +43,7 @@ def summarise(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         for metric in SUMMARY_METRICS:
             per_mdp = sub[sub["metric"] == metric].groupby("mdp")["value"].mean().to_numpy()
             lo, hi = bootstrap_mean_ci(per_mdp)
-            row[metric] = per_mdp.mean()
+            row[metric] = per_mdp.mean() if len(per_mdp) else float("nan")
             row[f"{metric}_lo"] = lo
             row[f"{metric}_hi"] = hi
         rows.append(row)
@@ -80,41 +61,22 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out: Path, config: DemoConfig | None = None,
-             progress: Callable[[int], None] | None = None) -> dict[str, Path]:
-    """Run the comparison and write its table and figure into ``out`` atomically.
-
-    ``out`` must be new or an earlier demo output; anything else is refused
-    before any work starts.
-    """
-    config = config or demo_config()
+def run_demo(out: Path, study: Study | None = None, *, workers: int | None = None,
+             progress: Callable[[RunReport], None] | None = None) -> tuple[RunReport, dict[str, Path]]:
+    """Run (or resume) the demo study into ``out``, then write its table and figure there."""
+    study = study or demo_study()
     out = Path(out)
-    check_replaceable(out, "demo")
-    tmp = staging_dir(out)
-    try:
-        torch.set_num_threads(1)
-        variants = [V.variant(name, tau=config.tau, name=name) for name in config.variants]
-        mdp = gen.gridworld(config.mdps, size=config.size, seed=config.mdp_seed)
-        teacher = T.value_iteration(mdp)
-        plan = Plan.product(config.mdps, len(variants), config.seeds)
-        train = TrainConfig(mode="sampled", iterations=config.iterations, lr=config.lr,
-                            optimizer=config.optimizer, eval_every=config.eval_every, max_steps=config.max_steps)
-        curves = distill(mdp, teacher, variants, plan, train, progress=progress)
-        frame = curves_frame(curves, variants)
-        summary = summarise(frame, list(config.variants))
-        frame.to_parquet(tmp / "curves.parquet", index=False)
-        summary.to_csv(tmp / "summary.csv", index=False)
-        (tmp / "summary.md").write_text(markdown_table(summary))
-        (tmp / "config.json").write_text(json.dumps(
-            {"demo": asdict(config), "train": asdict(train), "mdp": mdp.info,
-             "variants": [v.to_dict() for v in variants], "torch": torch.__version__}, indent=2))
-        learning_curves(frame, ["return_norm", "kl_student", "kl_teacher", "kl_uniform"], tmp / "curves",
-                        variants=list(config.variants),
-                        title=f"{config.mdps} grid worlds ({config.size}x{config.size}) x "
-                              f"{len(config.seeds)} seeds, teacher tau {config.tau:g}")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {name: out / name for name in
-            ("summary.md", "summary.csv", "curves.png", "curves.pdf", "curves.parquet", "config.json")}
+    report = run_study(study, out, workers=workers, on_update=progress)
+    frame = load_curves(out)
+    names = list(study.spec.factors["variant"])
+    summary = summarise(frame, names)
+    paths = {name: out / name for name in ("summary.md", "summary.csv", "curves.png", "curves.pdf")}
+    write_text(paths["summary.md"], markdown_table(summary))
+    write_text(paths["summary.csv"], summary.to_csv(index=False))
+    p = study.cells[0].params
+    seeds = study.spec.seed_list
+    learning_curves(frame, ["return_norm", "kl_student", "kl_teacher", "kl_uniform"], out / "curves",
+                    variants=names,
+                    title=f"{p['mdps']} grid worlds ({p['size']}x{p['size']}) x {len(seeds)} seeds, "
+                          f"teacher tau {p['tau']:g}")
+    return report, paths

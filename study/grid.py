@@ -41,7 +41,7 @@ CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta
 class EnvParams(BaseModel):
     """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
     mdps: int = Field(20, ge=1)
     mdp_seed: int = Field(0, ge=0)
@@ -61,7 +61,7 @@ class TeacherParams(BaseModel):
     """How each MDP's teacher is made: exact optimal Q, Q-learning, or adversarial (-Q*); an optional
     fraction of states with random action distributions."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     teacher: Literal["optimal", "q_learning", "adversarial"] = "optimal"
     teacher_noise: float = Field(0.0, ge=0.0, le=1.0)
     q_episodes: int = Field(2000, ge=1)
@@ -69,13 +69,13 @@ class TeacherParams(BaseModel):
 
 
 class StudentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     student: Literal["table", "linear"] = "table"
     init_scale: float = Field(0.0, ge=0.0)
 
 
 class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     mode: Literal["exact", "sampled"] = "sampled"
     iterations: int = Field(300, ge=1)
     eval_every: int = Field(20, ge=1)
@@ -201,6 +201,26 @@ class Study:
     def points(self) -> int:
         """Grid points (cells without the seed)."""
         return len(self.cells) // len(self.spec.seed_list)
+
+
+def to_toml(spec: StudyFile) -> str:
+    """A study file's TOML text (for studies built in code, such as the demo with overrides)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f"{k} = {value(getattr(spec, k))}" for k in ("name", "tier", "description", "seeds")]
+    for table in ("fixed", "factors"):
+        lines += ["", f"[{table}]"] + [f"{k} = {value(v)}" for k, v in getattr(spec, table).items()]
+    for table in ("exclude", "include"):
+        for rule in getattr(spec, table):
+            lines += ["", f"[[{table}]]"] + [f"{k} = {value(v)}" for k, v in rule.items()]
+    return "\n".join(lines) + "\n"
 
 
 def builtin_studies() -> list[str]:

@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.demo import demo_config
+from study.demo import demo_study
 
-DEMO_VARIANTS = demo_config().variants
+DEMO_VARIANTS = tuple(demo_study().spec.factors["variant"])
 
 runner = CliRunner()
 
@@ -57,20 +57,20 @@ def test_claims_json_and_exit_status(tmp_path):
     assert result.exit_code == (0 if claim["holds"] else 1)
 
 
-def test_demo_writes_table_figure_and_curves(tmp_path):
+def test_demo_runs_the_demo_study_and_writes_table_and_figure(tmp_path):
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--mdps", "2", "--seeds", "2",
-                                 "--iterations", "4"])
+    args = ["demo", "--out", str(out), "--mdps", "2", "--seeds", "2", "--iterations", "4", "--workers", "1"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["variant"]) == list(DEMO_VARIANTS)
     assert summary["return_norm"].notna().all()
-    curves = pd.read_parquet(out / "curves.parquet")
-    assert set(curves["variant"]) == set(DEMO_VARIANTS)
-    assert set(curves["seed"]) == {0, 1} and set(curves["mdp"]) == {0, 1}
-    for name in ("curves.png", "curves.pdf", "summary.md", "config.json"):
-        assert (out / name).stat().st_size > 1000 or name == "summary.md"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert len(list(out.glob("*/summary.json"))) == len(DEMO_VARIANTS) * 2  # one cell per variant and seed
+    for name in ("curves.png", "curves.pdf", "summary.md", "study.toml"):
+        assert (out / name).stat().st_size > 100
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    again = runner.invoke(app, args)  # resumable: nothing left to run, same table
+    assert again.exit_code == 0 and pd.read_csv(out / "summary.csv").equals(summary)
 
 
 @pytest.mark.parametrize("args", [["--mdps", "0"], ["--iterations", "0"], ["--seeds", "0"]])
@@ -82,24 +82,18 @@ def test_demo_bad_input_exits_2_and_writes_nothing(tmp_path, args):
     assert not out.exists()
 
 
-def test_demo_refuses_to_overwrite_what_it_did_not_write(tmp_path):
-    other = tmp_path / "other_study"
-    other.mkdir()
-    (other / "summary.json").write_text("{}")
-    notes = tmp_path / "notes.txt"
-    notes.write_text("keep me")
-    for target in (tmp_path, notes):
-        result = runner.invoke(app, ["demo", "--out", str(target), "--mdps", "1", "--seeds", "1",
-                                     "--iterations", "2"])
-        assert result.exit_code == 2
-        assert "not an earlier demo output" in result.stderr
-    assert (other / "summary.json").read_text() == "{}" and notes.read_text() == "keep me"
-    # an earlier demo output is replaced whole
+def test_demo_refuses_folders_it_did_not_write(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("keep me")
+    result = runner.invoke(app, ["demo", "--out", str(notes), "--mdps", "1", "--seeds", "1", "--iterations", "2"])
+    assert result.exit_code == 2 and "not a study results folder" in result.stderr
+    assert sorted(p.name for p in notes.iterdir()) == ["keep.txt"]
     out = tmp_path / "demo"
-    for _ in range(2):
-        result = runner.invoke(app, ["demo", "--out", str(out), "--mdps", "1", "--seeds", "1", "--iterations", "2"])
-        assert result.exit_code == 0, result.output
-    assert (out / "summary.csv").exists()
+    small = ["demo", "--out", str(out), "--mdps", "1", "--seeds", "1", "--workers", "1"]
+    assert runner.invoke(app, [*small, "--iterations", "2"]).exit_code == 0
+    other = runner.invoke(app, [*small, "--iterations", "3"])  # a different study definition
+    assert other.exit_code == 2 and "another study definition" in other.stderr
 
 
 def test_unwritable_json_is_refused_before_any_work(tmp_path):

@@ -1,0 +1,141 @@
+"""Running a study's missing cells on a backend: local processes or Ray.
+
+Workers write each finished cell into the store themselves, so a finished
+cell survives whatever happens to the process that launched it; a rerun of
+the same study runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Literal
+
+from study.cells import batch_key, run_batch
+from study.grid import Cell, Study
+from study.store import Store
+
+Backend = Literal["local", "ray"]
+BATCH_CELLS = 32  # at most this many cells per task: batched speed, and progress in steps
+
+
+@dataclass
+class RunReport:
+    """What a run did."""
+
+    total: int
+    skipped: int
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        return self.total - self.skipped - len(self.done) - len(self.failed)
+
+
+def batches(cells: Sequence[Cell], workers: int = 1, size: int = BATCH_CELLS) -> list[list[Cell]]:
+    """Group cells that share MDPs into tasks of at most ``size`` cells.
+
+    A batch costs about the same whatever its size (the engine's per-step
+    overhead dominates), so groups are split only when there are fewer of
+    them than workers.
+    """
+    ordered = sorted(cells, key=batch_key)
+    groups = [list(g) for _, g in groupby(ordered, key=batch_key)]
+    if not groups:
+        return []
+    splits = max(1, math.ceil(max(workers, 1) / len(groups)))
+    out = []
+    for g in groups:
+        per_task = max(1, min(size, math.ceil(len(g) / splits)))
+        out.extend(g[i:i + per_task] for i in range(0, len(g), per_task))
+    return out
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_study(
+    study: Study,
+    out: Path,
+    *,
+    workers: int | None = None,
+    backend: Backend = "local",
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    on_update: Callable[[RunReport], None] | None = None,
+) -> RunReport:
+    """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``)."""
+    store = Store.open(out, study)
+    store.clean_stale()
+    state = store.status(study.cells)
+    wanted = set(state["missing"]) | (set(state["failed"]) if retry_failed else set())
+    todo = [c for c in study.cells if c.id in wanted]
+    report = RunReport(total=len(study.cells), skipped=len(study.cells) - len(todo))
+    if on_update is not None:
+        on_update(report)
+    workers = workers or default_workers()
+    work = batches(todo, workers)
+    runner = _run_ray if backend == "ray" else _run_local
+    for results in runner(str(store.root), work, workers, ray_address):
+        for cell_id, status in results:
+            (report.done if status == "done" else report.failed).append(cell_id)
+        if on_update is not None:
+            on_update(report)
+    return report
+
+
+def _run_local(root: str, work: list[list[Cell]], workers: int, _address: str | None) -> Iterator[list]:
+    if workers <= 1 or len(work) <= 1:
+        for batch in work:
+            yield run_batch(root, batch)
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_sigint)
+    try:
+        pending: set[Future] = {pool.submit(run_batch, root, batch) for batch in work}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    except BaseException:
+        # Ctrl-C (or an error): stop the workers now; a cell they were writing is left as a
+        # temporary folder, which the next run removes
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them and says how to resume."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | None) -> Iterator[list]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1)(run_batch)
+    try:
+        pending = [task.remote(root, batch) for batch in work]
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(finished[0])
+    finally:
+        if started_here:
+            ray.shutdown()

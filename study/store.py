@@ -1,0 +1,194 @@
+"""The results store: one folder per cell, written whole or not at all.
+
+    results/<study>/
+        study.toml                 the study file as given
+        study.json                 its name and fingerprint (what "the same study" means)
+        <cell id>/                 a finished or failed cell
+            config.json            the cell's parameters and seed
+            metrics.parquet        tidy rows: cell, mdp, step, metric, value
+            summary.json           final metrics (only in finished cells)
+            provenance.json        commit, versions, host, times
+            error.json             error and traceback (only in failed cells)
+
+A cell folder is assembled in a temporary folder and renamed into place, so it
+appears complete or not at all; a finished cell is never run again.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from study.grid import Cell, Study, StudyError, canonical_json
+from study.output import write_text
+
+TMP_PREFIX = ".tmp-"
+
+
+def study_fingerprint(study: Study) -> str:
+    """A hash of the validated definition: comments and key order do not change it."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(study.spec.model_dump()).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Store:
+    """A study's results folder."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: Path, study: Study) -> Store:
+        """Open (or create) the folder for ``study``; refuse a folder of another study."""
+        root = Path(root)
+        marker = root / "study.json"
+        fingerprint = study_fingerprint(study)
+        if marker.exists():
+            existing = json.loads(marker.read_text())
+            if existing.get("fingerprint") != fingerprint:
+                raise StudyError(
+                    f"{root}: holds results of another study definition ({existing.get('name')!r}, "
+                    f"fingerprint {existing.get('fingerprint')}); this one is {study.name!r} ({fingerprint}). "
+                    "Running it here would mix results; allowed: the same study file, or another --out"
+                )
+        elif root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise StudyError(f"{root}: exists and is not a study results folder (no study.json); "
+                             "allowed: an empty or new folder, or one this study wrote")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            write_text(root / "study.toml", study.source)
+            write_text(marker, json.dumps({"name": study.name, "fingerprint": fingerprint}, indent=2))
+        return cls(root)
+
+    # ---- cell states ---------------------------------------------------------------------
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return self.root / cell_id
+
+    def is_done(self, cell_id: str) -> bool:
+        return (self.cell_dir(cell_id) / "summary.json").exists()
+
+    def is_failed(self, cell_id: str) -> bool:
+        return (self.cell_dir(cell_id) / "error.json").exists()
+
+    def running(self) -> set[str]:
+        """Cells being written by a live process right now."""
+        live = set()
+        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
+            cell_id, _, pid = tmp.name[len(TMP_PREFIX):].rpartition("-")
+            if pid.isdigit() and _alive(int(pid)):
+                live.add(cell_id)
+        return live
+
+    def clean_stale(self) -> int:
+        """Remove temporary folders left by processes that died (a kill mid-write)."""
+        removed = 0
+        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
+            _, _, pid = tmp.name[len(TMP_PREFIX):].rpartition("-")
+            if not (pid.isdigit() and _alive(int(pid))):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def status(self, cells: list[Cell]) -> dict[str, list[str]]:
+        """Cell ids by state: done, failed, running, missing."""
+        running = self.running()
+        out: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "missing": []}
+        for cell in cells:
+            if self.is_done(cell.id):
+                out["done"].append(cell.id)
+            elif cell.id in running:
+                out["running"].append(cell.id)
+            elif self.is_failed(cell.id):
+                out["failed"].append(cell.id)
+            else:
+                out["missing"].append(cell.id)
+        return out
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def write_cell(self, cell: Cell, *, metrics: pd.DataFrame | None, summary: dict[str, Any] | None,
+                   provenance: dict[str, Any], error: dict[str, Any] | None = None) -> None:
+        """Assemble the cell's folder aside, then rename it into place (replacing a failed one)."""
+        tmp = self.root / f"{TMP_PREFIX}{cell.id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
+        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2))
+        if metrics is not None:
+            metrics.to_parquet(tmp / "metrics.parquet", index=False)
+        if error is not None:
+            (tmp / "error.json").write_text(json.dumps(error, indent=2))
+        if summary is not None:
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        target = self.cell_dir(cell.id)
+        if target.exists():
+            if self.is_done(cell.id):  # another worker finished it first: keep the first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-", dir=self.root))
+            os.replace(target, old / cell.id)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, target)
+
+
+def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
+    """Where and with what a cell ran."""
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain")),
+        "python": sys.version.split()[0],
+        "torch": _version("torch"),
+        "gymnasium": _version("gymnasium"),
+        "ale-py": _version("ale-py"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "start": datetime.fromtimestamp(start, UTC).isoformat(),
+        "end": datetime.fromtimestamp(end, UTC).isoformat(),
+        "wall_seconds": round(end - start, 3),
+        "cells_in_batch": cells_in_batch,
+    }
+
+
+@functools.cache
+def _git(*args: str) -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+

@@ -1,0 +1,198 @@
+"""The grid runner and its store: resume after SIGKILL, failure isolation, backends agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.grid import StudyError, parse_study
+from study.runner import run_study
+from study.store import Store
+
+TINY = """
+name = "tiny"
+seeds = 2
+[fixed]
+size = 5
+mdps = 2
+iterations = 12
+eval_every = 4
+max_steps = 40
+[factors]
+variant = ["on_policy_distill", "teacher_v_reward"]
+tau = [0.1, 1.0]
+"""
+
+# several MDP groups, so a single worker writes cells batch after batch
+STAGED = """
+name = "staged"
+seeds = 1
+[fixed]
+mdps = 2
+iterations = 60
+eval_every = 20
+max_steps = 60
+[factors]
+size = [5, 6, 7, 8, 9, 10]
+variant = ["on_policy_distill", "teacher_distill"]
+"""
+
+runner = CliRunner()
+
+
+def _finals(root: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text())["final"] for p in root.glob("*/summary.json")}
+
+
+def test_run_then_rerun_skips_finished_cells(tmp_path):
+    study = parse_study(TINY)
+    report = run_study(study, tmp_path / "r", workers=1)
+    assert len(report.done) == 8 and not report.failed
+    cell = tmp_path / "r" / study.cells[0].id
+    for name in ("config.json", "metrics.parquet", "summary.json", "provenance.json"):
+        assert (cell / name).is_file()
+    metrics = pd.read_parquet(cell / "metrics.parquet")
+    assert set(metrics.columns) == {"cell", "mdp", "step", "metric", "value"}
+    assert set(metrics["step"]) == {0, 4, 8, 12}
+    prov = json.loads((cell / "provenance.json").read_text())
+    assert {"git_commit", "git_dirty", "python", "torch", "gymnasium", "ale-py", "host", "wall_seconds"} <= set(prov)
+    again = run_study(study, tmp_path / "r", workers=1)
+    assert again.skipped == 8 and not again.done
+    assert (tmp_path / "r" / "study.toml").read_text() == TINY
+
+
+def test_a_cell_run_alone_equals_the_same_cell_in_a_batch(tmp_path):
+    study = parse_study(TINY)
+    run_study(study, tmp_path / "r", workers=1)
+    before = _finals(tmp_path / "r")
+    victim = study.cells[3].id
+    import shutil
+
+    shutil.rmtree(tmp_path / "r" / victim)
+    report = run_study(study, tmp_path / "r", workers=1)
+    assert report.done == [victim]
+    assert _finals(tmp_path / "r") == before
+
+
+def test_another_study_in_the_same_folder_is_refused(tmp_path):
+    run_study(parse_study(TINY), tmp_path / "r", workers=1)
+    other = parse_study(TINY.replace("iterations = 12", "iterations = 13"))
+    with pytest.raises(StudyError, match="another study definition"):
+        run_study(other, tmp_path / "r", workers=1)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "x.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not a study results folder"):
+        run_study(parse_study(TINY), notes, workers=1)
+    # comments and key order do not make a study different
+    same = parse_study("# a comment\n" + TINY.replace("size = 5\nmdps = 2", "mdps = 2\nsize = 5"))
+    assert run_study(same, tmp_path / "r", workers=1).skipped == 8
+
+
+def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
+    import study.cells as cells_module
+
+    real = cells_module.run_cells
+    study = parse_study(TINY)
+    raising = study.cells[1]  # raises inside the batch
+    nan = study.cells[6]  # produces NaN metrics
+
+    def flaky(cells):
+        if any(c.id == raising.id for c in cells):
+            raise RuntimeError("boom")
+        results = real(cells)
+        for cell, (_, summary) in zip(cells, results, strict=True):
+            if cell.id == nan.id:
+                summary["final"]["kl_teacher"] = float("nan")
+        return results
+
+    monkeypatch.setattr(cells_module, "run_cells", flaky)
+    report = run_study(study, tmp_path / "r", workers=1)
+    assert sorted(report.failed) == sorted([raising.id, nan.id]) and len(report.done) == 6
+    errors = {c: json.loads((tmp_path / "r" / c / "error.json").read_text()) for c in report.failed}
+    assert "boom" in errors[raising.id]["error"] and "RuntimeError" in errors[raising.id]["traceback"]
+    assert "non-finite" in errors[nan.id]["error"]
+    assert not any((tmp_path / "r" / c / "summary.json").exists() for c in report.failed)
+    assert sorted(Store(tmp_path / "r").status(study.cells)["failed"]) == sorted(report.failed)
+    assert run_study(study, tmp_path / "r", workers=1).done == []  # failed cells wait for --retry-failed
+    monkeypatch.setattr(cells_module, "run_cells", real)
+    retried = run_study(study, tmp_path / "r", workers=1, retry_failed=True)
+    assert sorted(retried.done) == sorted(report.failed) and not retried.failed
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    study_file = tmp_path / "staged.toml"
+    study_file.write_text(STAGED)
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "study.cli", "grid", "run", str(study_file), "--out", str(killed),
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(killed.glob("*/summary.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _finals(killed)
+    assert 0 < len(partial) < 12, "the kill should land mid-grid"
+    result = runner.invoke(app, ["grid", "run", str(study_file), "--out", str(killed), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    resumed = _finals(killed)
+    assert len(resumed) == 12
+    assert all(resumed[k] == v for k, v in partial.items())  # nothing finished was lost or redone
+    clean = tmp_path / "clean"
+    run_study(parse_study(STAGED), clean, workers=1)
+    assert resumed == _finals(clean)
+    assert not list(killed.glob(".tmp-*"))
+
+
+def test_ray_and_local_backends_give_identical_results(tmp_path):
+    pytest.importorskip("ray")
+    study = parse_study(TINY)
+    run_study(study, tmp_path / "local", workers=2, backend="local")
+    run_study(study, tmp_path / "ray", workers=2, backend="ray")
+    local, ray_ = _finals(tmp_path / "local"), _finals(tmp_path / "ray")
+    assert len(local) == 8 and local == ray_
+
+
+def test_grid_cli_status_and_bad_input(tmp_path):
+    study_file = tmp_path / "tiny.toml"
+    study_file.write_text(TINY)
+    out = tmp_path / "r"
+    result = runner.invoke(app, ["grid", "run", str(study_file), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["grid", "status", str(out)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0 and "done" in result.stdout and "8" in result.stdout
+    assert runner.invoke(app, ["grid", "status", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(app, ["grid", "run", str(study_file), "--backend", "spark"]).exit_code == 2
+    assert runner.invoke(app, ["grid", "run", str(study_file), "--workers", "0"]).exit_code == 2
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    study_file = tmp_path / "staged.toml"
+    study_file.write_text(STAGED)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "study.cli", "grid", "run", str(study_file), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/summary.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Resume with: distill grid run" in output
+    kept = _finals(out)
+    assert kept  # what finished before Ctrl-C is kept
+    report = run_study(parse_study(STAGED), out, workers=1)
+    assert report.skipped >= len(kept) and len(_finals(out)) == 12
