@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
+CELL_DIR = re.compile(r"^[0-9a-f]{16}$")
+
 
 def load_cells(root: Path) -> pd.DataFrame:
-    """One row per cell folder: id, status (done or failed), seed and every parameter."""
+    """One row per cell folder of the study: id, status (done or failed), seed and every parameter.
+
+    Temporary folders and cells that are not part of the folder's study file are left out.
+    """
+    root = Path(root)
+    wanted = None
+    if (root / "study.toml").is_file():
+        from study.grid import parse_study
+
+        wanted = {c.id for c in parse_study((root / "study.toml").read_text()).cells}
     rows = []
-    for config in sorted(Path(root).glob("*/config.json")):
+    for config in sorted(root.glob("*/config.json")):
+        name = config.parent.name
+        if not CELL_DIR.match(name) or (wanted is not None and name not in wanted):
+            continue
         cell = json.loads(config.read_text())
         status = "done" if (config.parent / "summary.json").exists() else "failed"
         rows.append({"cell": cell["id"], "status": status, "seed": cell["seed"], **cell["params"]})
@@ -24,6 +39,8 @@ def load_curves(root: Path) -> pd.DataFrame:
     if cells.empty:
         return pd.DataFrame(columns=["cell", "mdp", "step", "metric", "value"])
     done = cells[cells["status"] == "done"]
+    if done.empty:
+        return pd.DataFrame(columns=["cell", "mdp", "step", "metric", "value"])
     frames = [pd.read_parquet(Path(root) / cell / "metrics.parquet") for cell in done["cell"]]
     curves = pd.concat(frames, ignore_index=True)
     return curves.merge(done.drop(columns="status"), on="cell", how="left")

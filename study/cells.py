@@ -129,6 +129,11 @@ def run_batch(root: str, cells: Sequence[Cell]) -> list[tuple[str, str]]:
     """
     torch.set_num_threads(1)
     store = Store(Path(root))
+    with store.mark_running([c.id for c in cells]):
+        return _run_marked(store, root, cells)
+
+
+def _run_marked(store: Store, root: str, cells: Sequence[Cell]) -> list[tuple[str, str]]:
     start = time.time()
     try:
         results = run_cells(cells)

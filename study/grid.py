@@ -93,6 +93,9 @@ for _section, _model in SECTIONS.items():
 ALLOWED_KEYS = tuple(KEY_SECTION)
 
 
+MAX_SEED = 2**31 - 1  # seeds feed 32-bit random streams
+
+
 class StudyFile(BaseModel):
     """The top level of a study TOML file."""
 
@@ -106,14 +109,21 @@ class StudyFile(BaseModel):
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     include: list[dict[str, Any]] = Field(default_factory=list)
 
-    @field_validator("seeds")
+    @field_validator("seeds", mode="before")
     @classmethod
-    def _seeds(cls, value: int | list[int]) -> int | list[int]:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("a seed count must be >= 1")
-        if isinstance(value, list) and (not value or len(set(value)) != len(value) or min(value) < 0):
-            raise ValueError("a seed list must be non-empty, distinct and >= 0")
-        return value
+    def _seeds(cls, value: Any) -> int | list[int]:
+        def is_int(x: Any) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        if is_int(value):
+            if not 1 <= value <= MAX_SEED:
+                raise ValueError(f"a seed count must be between 1 and {MAX_SEED}")
+            return value
+        if isinstance(value, list) and value and all(is_int(x) for x in value):
+            if len(set(value)) != len(value) or min(value) < 0 or max(value) > MAX_SEED:
+                raise ValueError(f"a seed list must be distinct whole numbers from 0 to {MAX_SEED}")
+            return value
+        raise ValueError("allowed: a whole-number count (seeds = 3) or a list of whole numbers (seeds = [0, 1])")
 
     @property
     def seed_list(self) -> list[int]:
@@ -132,26 +142,30 @@ class Cell:
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "id", cell_id(self.params, self.seed))
-
-    def section(self, name: str) -> dict[str, Any]:
-        return {k: v for k, v in self.params.items() if KEY_SECTION[k] == name}
+        object.__setattr__(self, "id", cell_id(self.identity(), self.seed))
 
     def variant(self) -> V.Variant:
         return build_variant(self.params)
 
+    def identity(self) -> dict[str, Any]:
+        """What the cell computes: the resolved variant (not how the study spelled it) and every other
+        resolved parameter. Two spellings of one recipe (a preset, or its parts; 1 or 1.0) are one cell."""
+        parts = self.variant().to_dict()
+        parts.pop("name")
+        return {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
+
     def config(self) -> dict[str, Any]:
-        """The canonical configuration (what the id hashes)."""
-        return {"params": self.params, "seed": self.seed}
+        """The study's parameters, the identity the id hashes, and the seed."""
+        return {"params": self.params, "identity": self.identity(), "seed": self.seed}
 
 
 def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def cell_id(params: dict[str, Any], seed: int) -> str:
-    """A hash of the canonical configuration and the seed: the same on every run and machine."""
-    return hashlib.sha256(canonical_json({"params": params, "seed": seed}).encode()).hexdigest()[:16]
+def cell_id(identity: dict[str, Any], seed: int) -> str:
+    """A hash of the cell's identity and seed: the same on every run and machine."""
+    return hashlib.sha256(canonical_json({"identity": identity, "seed": seed}).encode()).hexdigest()[:16]
 
 
 def build_variant(params: dict[str, Any]) -> V.Variant:
@@ -287,35 +301,51 @@ def _check_keys(spec: StudyFile, where: str) -> None:
 
 
 def _matches(params: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """A rule matches when every key has its value (a list in a rule means any of its values)."""
     for key, want in rule.items():
-        have = params.get(key)
-        if isinstance(want, list) and not isinstance(have, list):
-            if have not in want:
-                return False
-        elif have != want:
+        options = want if isinstance(want, list) else [want]
+        if params.get(key) not in options:
             return False
     return True
 
 
 def _expand(spec: StudyFile, where: str) -> list[Cell]:
+    for key, value in spec.fixed.items():
+        if isinstance(value, list | dict):
+            raise StudyError(f"{where}: [fixed] {key!r} = {value!r}: a fixed value is a single value; "
+                             "for several values use [factors]")
+    for i, rule in enumerate(spec.include):
+        for key, value in rule.items():
+            if value == []:
+                raise StudyError(f"{where}: include[{i}] {key!r} is an empty list; allowed: a value or a "
+                                 "non-empty list")
     keys = list(spec.factors)
     points = [dict(spec.fixed, **dict(zip(keys, combo, strict=True)))
               for combo in itertools.product(*(spec.factors[k] for k in keys))]
-    points = [p for p in points if not any(_matches(p, rule) for rule in spec.exclude)]
     for rule in spec.include:
         lists = {k: v if isinstance(v, list) else [v] for k, v in rule.items()}
         for combo in itertools.product(*lists.values()):
             points.append(dict(spec.fixed, **dict(zip(lists, combo, strict=True))))
-    unique: dict[str, dict[str, Any]] = {}
-    for p in points:
-        unique.setdefault(canonical_json(p), p)
-    if not unique:
+    resolved = [_resolve(p, where) for p in points]
+    used = [False] * len(spec.exclude)
+    kept = []
+    for params in resolved:
+        hits = [i for i, rule in enumerate(spec.exclude) if _matches(params, rule)]
+        for i in hits:
+            used[i] = True
+        if not hits:
+            kept.append(params)
+    for i, rule in enumerate(spec.exclude):
+        if not used[i]:
+            raise StudyError(f"{where}: exclude[{i}] {rule!r} matches no cell; check its keys and values")
+    if not kept:
         raise StudyError(f"{where}: the grid is empty (every combination is excluded)")
-    cells = []
-    for point in unique.values():
-        resolved = _resolve(point, where)
-        cells.extend(Cell(resolved, seed) for seed in spec.seed_list)
-    return cells
+    cells: dict[str, Cell] = {}
+    for params in kept:
+        for seed in spec.seed_list:
+            cell = Cell(params, seed)
+            cells.setdefault(cell.id, cell)  # two spellings of one cell run once
+    return list(cells.values())
 
 
 def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
@@ -339,4 +369,11 @@ def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
     if resolved["student"] == "linear":
         raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
                          "two-step toy has; allowed for grid studies: table")
+    from study.cells import build_mdp  # cross-field limits: let the generator check one MDP
+    from study.tabular.mdp import MDPError
+
+    try:
+        build_mdp({**resolved, "mdps": 1})
+    except MDPError as exc:
+        raise StudyError(f"{where_point}: {exc}") from None
     return resolved

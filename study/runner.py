@@ -75,6 +75,12 @@ def run_study(
 ) -> RunReport:
     """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``)."""
     store = Store.open(out, study)
+    with store.exclusive():
+        return _run_open(store, study, workers, backend, ray_address, retry_failed, on_update)
+
+
+def _run_open(store: Store, study: Study, workers: int | None, backend: Backend, ray_address: str | None,
+              retry_failed: bool, on_update: Callable[[RunReport], None] | None) -> RunReport:
     store.clean_stale()
     state = store.status(study.cells)
     wanted = set(state["missing"]) | (set(state["failed"]) if retry_failed else set())
@@ -85,7 +91,7 @@ def run_study(
     workers = workers or default_workers()
     work = batches(todo, workers)
     runner = _run_ray if backend == "ray" else _run_local
-    for results in runner(str(store.root), work, workers, ray_address):
+    for results in runner(str(store.root.resolve()), work, workers, ray_address):
         for cell_id, status in results:
             (report.done if status == "done" else report.failed).append(cell_id)
         if on_update is not None:

@@ -16,6 +16,8 @@ appears complete or not at all; a finished cell is never run again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -25,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -37,6 +40,7 @@ from study.grid import Cell, Study, StudyError, canonical_json
 from study.output import write_text
 
 TMP_PREFIX = ".tmp-"
+RUNNING_PREFIX = ".running-"
 
 
 def study_fingerprint(study: Study) -> str:
@@ -56,8 +60,19 @@ class Store:
     def open(cls, root: Path, study: Study) -> Store:
         """Open (or create) the folder for ``study``; refuse a folder of another study."""
         root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise StudyError(f"--out {root}: is a file; allowed: a folder (new, empty, or one this study wrote)")
         marker = root / "study.json"
         fingerprint = study_fingerprint(study)
+        if not marker.exists() and (root / "study.toml").is_file():
+            # a run killed between writing the two files: adopt the folder if it is this study
+            from study.grid import parse_study
+
+            try:
+                if study_fingerprint(parse_study((root / "study.toml").read_text())) == fingerprint:
+                    write_text(marker, json.dumps({"name": study.name, "fingerprint": fingerprint}, indent=2))
+            except StudyError:
+                pass
         if marker.exists():
             existing = json.loads(marker.read_text())
             if existing.get("fingerprint") != fingerprint:
@@ -87,23 +102,53 @@ class Store:
         return (self.cell_dir(cell_id) / "error.json").exists()
 
     def running(self) -> set[str]:
-        """Cells being written by a live process right now."""
+        """Cells a live process on this host is computing right now."""
         live = set()
-        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
-            cell_id, _, pid = tmp.name[len(TMP_PREFIX):].rpartition("-")
+        for marker in self.root.glob(f"{RUNNING_PREFIX}*"):
+            cell_id, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
             if pid.isdigit() and _alive(int(pid)):
                 live.add(cell_id)
         return live
 
+    @contextlib.contextmanager
+    def mark_running(self, cell_ids: list[str]) -> Iterator[None]:
+        """Markers that say which cells this process is computing (for `distill grid status`)."""
+        markers = [self.root / f"{RUNNING_PREFIX}{cell_id}-{os.getpid()}" for cell_id in cell_ids]
+        for m in markers:
+            m.touch()
+        try:
+            yield
+        finally:
+            for m in markers:
+                m.unlink(missing_ok=True)
+
     def clean_stale(self) -> int:
-        """Remove temporary folders left by processes that died (a kill mid-write)."""
+        """Remove temporary folders and markers left by processes that died (a kill mid-write)."""
         removed = 0
-        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
-            _, _, pid = tmp.name[len(TMP_PREFIX):].rpartition("-")
-            if not (pid.isdigit() and _alive(int(pid))):
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed += 1
+        for prefix in (TMP_PREFIX, RUNNING_PREFIX):
+            for tmp in self.root.glob(f"{prefix}*"):
+                _, _, pid = tmp.name[len(prefix):].rpartition("-")
+                if not (pid.isdigit() and _alive(int(pid))):
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        tmp.unlink(missing_ok=True)
+                    removed += 1
         return removed
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One run at a time per folder: a second run is refused instead of racing the first."""
+        handle = open(self.root / ".lock", "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StudyError(f"{self.root}: another run is writing this folder; wait for it to finish, "
+                                 "or use another --out") from None
+            yield
+        finally:
+            handle.close()
 
     def status(self, cells: list[Cell]) -> dict[str, list[str]]:
         """Cell ids by state: done, failed, running, missing."""
@@ -138,7 +183,7 @@ class Store:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
         target = self.cell_dir(cell.id)
         if target.exists():
-            if self.is_done(cell.id):  # another worker finished it first: keep the first
+            if self.is_done(cell.id):  # finished already: keep the first result
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
             old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-", dir=self.root))
@@ -151,7 +196,7 @@ def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
     """Where and with what a cell ran."""
     return {
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain")),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "python": sys.version.split()[0],
         "torch": _version("torch"),
         "gymnasium": _version("gymnasium"),
@@ -160,7 +205,7 @@ def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "start": datetime.fromtimestamp(start, UTC).isoformat(),
         "end": datetime.fromtimestamp(end, UTC).isoformat(),
-        "wall_seconds": round(end - start, 3),
+        "wall_seconds": round(end - start, 3),  # of the whole batch the cell ran in
         "cells_in_batch": cells_in_batch,
     }
 

@@ -57,8 +57,9 @@ def test_cell_ids_are_stable_and_distinct():
     assert [c.id for c in a.cells] == [c.id for c in b.cells]  # key order in the file does not matter
     assert len({c.id for c in a.cells}) == len(a.cells)
     cell = a.cells[0]
-    text = json.dumps({"params": cell.params, "seed": cell.seed}, sort_keys=True, separators=(",", ":"))
+    text = json.dumps({"identity": cell.identity(), "seed": cell.seed}, sort_keys=True, separators=(",", ":"))
     assert cell.id == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert cell.identity()["variant"]["loss"] == cell.variant().loss  # the resolved recipe, not its spelling
     changed = parse_study(BASE.replace("iterations = 3", "iterations = 4"))
     assert not {c.id for c in changed.cells} & {c.id for c in a.cells}
 
@@ -118,3 +119,48 @@ def test_grid_plan_cli(tmp_path):
     assert result.exit_code == 2 and "bad.toml" in result.stderr and "size" in result.stderr
     result = runner.invoke(app, ["grid", "plan", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "no such study file" in result.stderr
+
+
+def test_grid_run_with_a_bad_study_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[factors]\nvariant = ["on_policy_distill", "nope"]\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["grid", "run", str(bad), "--out", str(out)])
+    assert result.exit_code == 2 and "unknown variant 'nope'" in result.stderr
+    assert not out.exists()
+
+
+def test_spellings_of_one_cell_are_one_cell():
+    one = parse_study('name = "s"\n[factors]\ntau = [1, 1.0]\n')
+    assert len(one.cells) == 3  # 1 and 1.0, three seeds
+    preset = parse_study('name = "s"\n[fixed]\nvariant = "on_policy_distill"\n')
+    parts = parse_study('name = "s"\n[fixed]\ncontrol = "student"\nloss = "cross_entropy"\n')
+    assert [c.id for c in preset.cells] == [c.id for c in parts.cells]
+    dup = parse_study('name = "s"\n[factors]\nvariant = ["on_policy_distill", "n_distill"]\n'
+                      '[[include]]\nvariant = "n_distill"\ngenerator = "gridworld"\n')
+    assert len(dup.cells) == 6 and len({c.id for c in dup.cells}) == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ('name = "x"\n[fixed]\nvariant = ["n_distill"]', "single value"),
+        ('name = "x"\nseeds = true', "seeds"),
+        ('name = "x"\nseeds = "3"', "seeds"),
+        ('name = "x"\nseeds = [1, 1]', "distinct"),
+        ('name = "x"\nseeds = [4294967296]', "seed list"),
+        ('name = "x"\n[factors]\nvariant = ["n_distill"]\n[[exclude]]\nvariant = "n_distil"', "matches no cell"),
+        ('name = "x"\n[[include]]\ntau = []', "empty list"),
+        ('name = "x"\n[fixed]\ngenerator = "garnet"\nn_states = 5\nbranching = 9', "branching"),
+    ],
+)
+def test_more_bad_studies(text, expect):
+    with pytest.raises(StudyError) as info:
+        parse_study(text, "bad.toml")
+    assert expect in str(info.value)
+
+
+def test_exclude_sees_defaults():
+    study = parse_study('name = "x"\n[factors]\nvariant = ["n_distill", "on_policy_distill"]\n'
+                        '[[exclude]]\ngenerator = "gridworld"\nvariant = "n_distill"\n')
+    assert {c.params["variant"] for c in study.cells} == {"on_policy_distill"}

@@ -57,6 +57,9 @@ class Control:
             isinstance(self.teacher_tau, bool) or not isinstance(self.teacher_tau, numbers.Real)
         ):
             raise VariantError(f"control.teacher_tau: {self.teacher_tau!r} is not a number or none")
+        floats = ("beta", "beta_final", "decay", "epsilon", *(("teacher_tau",) if self.teacher_tau is not None else ()))
+        for name in floats:
+            object.__setattr__(self, name, float(getattr(self, name)))  # 1 and 1.0 are one control
         if self.kind not in CONTROL_KINDS:
             raise VariantError(f"control: unknown kind {self.kind!r}; allowed: {', '.join(CONTROL_KINDS)}")
         if self.schedule not in SCHEDULES:

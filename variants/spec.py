@@ -43,6 +43,8 @@ class Variant:
 
     def __post_init__(self) -> None:
         self._check_values()
+        for name in ("tau", "jsd_beta", "gamma"):  # 1 and 1.0 are one variant
+            object.__setattr__(self, name, float(getattr(self, name)))
         self._check_meaning()
 
     def _check_values(self) -> None:
