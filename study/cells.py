@@ -157,6 +157,20 @@ def _run_marked(store: Store, root: str, cells: Sequence[Cell]) -> list[tuple[st
     return out
 
 
+def record_failed(root: str, cells: Sequence[Cell], reason: str) -> list[tuple[str, str]]:
+    """Record cells as failed from outside the worker that ran them (it died)."""
+    store = Store(Path(root))
+    now = time.time()
+    out = []
+    for cell in cells:
+        if store.is_done(cell.id):  # finished before the worker died
+            out.append((cell.id, "done"))
+            continue
+        _write_failed(store, cell, RuntimeError(reason), now)
+        out.append((cell.id, "failed"))
+    return out
+
+
 def _write_failed(store: Store, cell: Cell, exc: BaseException, start: float,
                   metrics: pd.DataFrame | None = None) -> None:
     error = {"error": f"{type(exc).__name__}: {exc}",

@@ -303,6 +303,9 @@ def grid_run_cmd(
     s = load_study(study)
     target = out_dir or Path("results") / s.name
     resume = f"distill grid run {study} --out {target}"
+    resume += f" --backend {backend}" if backend != "local" else ""
+    resume += f" --ray-address {ray_address}" if ray_address else ""
+    resume += f" --workers {workers}" if workers else ""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("cells", total=None)

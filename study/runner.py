@@ -12,13 +12,14 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Literal
 
-from study.cells import batch_key, run_batch
+from study.cells import batch_key, record_failed, run_batch
 from study.grid import Cell, Study
 from study.store import Store
 
@@ -104,27 +105,44 @@ def _run_local(root: str, work: list[list[Cell]], workers: int, _address: str | 
         for batch in work:
             yield run_batch(root, batch)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_sigint)
-    try:
-        pending: set[Future] = {pool.submit(run_batch, root, batch) for batch in work}
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                yield future.result()
-    except BaseException:
-        # Ctrl-C (or an error): stop the workers now; a cell they were writing is left as a
-        # temporary folder, which the next run removes
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    queue = list(work)
+    while queue:  # a pool whose worker dies is replaced; that worker's batch is recorded as failed
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init)
+        try:
+            pending = {pool.submit(run_batch, root, batch): batch for batch in queue}
+            queue = []
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    batch = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        queue = list(pending.values())  # not started or cut short: run them again
+                        pending = {}
+                        yield record_failed(root, batch, "a worker process died while this batch (or one "
+                                                         "running beside it) ran; --retry-failed runs it again")
+                        break
+        except BaseException:
+            # Ctrl-C (or an error): stop the workers now; a cell they were writing is left as a
+            # temporary folder, which the next run removes
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=not queue, cancel_futures=True)
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them and says how to resume."""
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them and says how to resume, and die with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # Linux: end this worker when its parent dies, even by SIGKILL
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | None) -> Iterator[list]:
@@ -137,11 +155,14 @@ def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | Non
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1)(run_batch)
+    pending = []
     try:
         pending = [task.remote(root, batch) for batch in work]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             yield ray.get(finished[0])
     finally:
+        for ref in pending:  # Ctrl-C or an error: do not leave tasks running on the cluster
+            ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
