@@ -18,7 +18,8 @@ SUMMARY_METRICS = ("return_norm", "kl_student", "kl_teacher", "kl_uniform", "agr
 
 
 def demo_study(mdps: int | None = None, seeds: int | None = None, iterations: int | None = None) -> Study:
-    """The built-in ``demo`` study, optionally smaller (a changed study keeps its own results folder)."""
+    """The built-in ``demo`` study, optionally changed. A changed study is another study: it needs its own
+    results folder (the store refuses to mix it with the default demo's)."""
     study = load_study("demo")
     if mdps is None and seeds is None and iterations is None:
         return study
