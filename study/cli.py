@@ -256,6 +256,8 @@ def grid_plan_cmd(
     """Validate a study and show its factors, cell count and first cells, without running anything."""
     from study.grid import load_study
 
+    if show < 0:
+        raise UsageError(f"--show: {show} is out of range; allowed: show >= 0")
     s = load_study(study)
     spec = s.spec
     out.print(f"[bold]{spec.name}[/] ({spec.tier}) from {s.path}")

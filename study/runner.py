@@ -7,6 +7,7 @@ the same study runs only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -75,12 +76,34 @@ def run_study(
     on_update: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``)."""
-    store = Store.open(out, study)
-    with store.exclusive():
+    workers = workers or default_workers()
+    with contextlib.ExitStack() as stack:
+        if backend == "ray":  # connect first: a bad address fails before anything is written
+            workers = stack.enter_context(_ray_session(workers, ray_address))
+        store = Store.open(out, study)
+        stack.enter_context(store.exclusive())
         return _run_open(store, study, workers, backend, ray_address, retry_failed, on_update)
 
 
-def _run_open(store: Store, study: Study, workers: int | None, backend: Backend, ray_address: str | None,
+@contextlib.contextmanager
+def _ray_session(workers: int, address: str | None) -> Iterator[int]:
+    """Start a local Ray instance (or join ``address``); yields the CPUs tasks can spread over."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        yield int(ray.cluster_resources().get("CPU", workers)) if address else workers
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_address: str | None,
               retry_failed: bool, on_update: Callable[[RunReport], None] | None) -> RunReport:
     store.clean_stale()
     state = store.status(study.cells)
@@ -89,7 +112,6 @@ def _run_open(store: Store, study: Study, workers: int | None, backend: Backend,
     report = RunReport(total=len(study.cells), skipped=len(study.cells) - len(todo))
     if on_update is not None:
         on_update(report)
-    workers = workers or default_workers()
     work = batches(todo, workers)
     runner = _run_ray if backend == "ray" else _run_local
     for results in runner(str(store.root.resolve()), work, workers, ray_address):
@@ -148,12 +170,6 @@ def _worker_init() -> None:
 def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | None) -> Iterator[list]:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1)(run_batch)
     pending = []
     try:
@@ -164,5 +180,3 @@ def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | Non
     finally:
         for ref in pending:  # Ctrl-C or an error: do not leave tasks running on the cluster
             ray.cancel(ref, force=True)
-        if started_here:
-            ray.shutdown()
