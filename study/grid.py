@@ -296,8 +296,6 @@ def _check_keys(spec: StudyFile, where: str) -> None:
             raise StudyError(f"{where}: [factors] {key!r} is an empty list; a factor needs at least one value")
         if key in spec.fixed:
             raise StudyError(f"{where}: {key!r} is both fixed and a factor; keep one")
-    if spec.tier != "tabular":  # pragma: no cover - Literal already refuses
-        raise StudyError(f"{where}: tier {spec.tier!r} is not available; allowed: tabular")
 
 
 def _matches(params: dict[str, Any], rule: dict[str, Any]) -> bool:
@@ -353,11 +351,9 @@ def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
     where_point = f"{where}: cell {canonical_json(point)}"
     resolved: dict[str, Any] = {k: v for k, v in point.items() if KEY_SECTION[k] == "variant"}
     try:
-        variant = build_variant(resolved)
+        build_variant(resolved)
     except VariantError as exc:
         raise StudyError(f"{where_point}: {exc}") from None
-    if variant.loss == "none" and variant.reward == "none":  # pragma: no cover - VariantError first
-        raise StudyError(f"{where_point}: nothing to learn")
     for section, model in SECTIONS.items():
         given = {k: v for k, v in point.items() if KEY_SECTION[k] == section}
         try:
