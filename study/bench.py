@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -31,9 +31,6 @@ class TabularBench:
     fig3_hours_per_curve: float
     fig3_hours_all_curves: float
     machine: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def machine_description() -> str:
@@ -107,9 +104,6 @@ class GridBench:
     seconds_2_workers: float
     speedup: float
     machine: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 EMPTY_STUDY = """

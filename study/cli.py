@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -200,7 +201,7 @@ def bench_tabular_cmd(
               f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 curves")
     out.print(f"machine: {result.machine}")
     if json_path is not None:
-        write_json(json_path, result.to_dict())
+        write_json(json_path, dataclasses.asdict(result))
 
 
 def _summary_table(csv: Path) -> Table:
@@ -244,7 +245,7 @@ def bench_grid_cmd(
               f"{result.seconds_2_workers:.1f} s with 2; speed-up {result.speedup:.2f}x")
     out.print(f"machine: {result.machine}")
     if json_path is not None:
-        write_json(json_path, result.to_dict())
+        write_json(json_path, dataclasses.asdict(result))
 
 
 @grid_app.command("plan", epilog="Example: distill grid plan demo")
