@@ -1,46 +1,218 @@
-"""Tidy frames from a study's results folder; reads the store's files and nothing else."""
+"""Tidy frames from a study's results folder; reads the store's files and nothing else.
+
+A *run* is one trained student: a cell's MDP instance (tabular cells train
+``mdps`` students, one per generated MDP) or a cell (network tiers, one
+environment per cell). Runs are grouped two ways:
+
+- the *arm* is what a comparison compares: the values of the varying keys of
+  the variant, student and budget sections (``on_policy_distill``, or
+  ``control=student, lr=0.1``);
+- the *task* is what the student is asked to learn: the values of the varying
+  keys of the environment and teacher sections (``n_actions=40``), one task
+  when nothing there varies. Bootstrap intervals resample runs within tasks.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CELL_DIR = re.compile(r"^[0-9a-f]{16}$")
+ARM_SECTIONS = ("variant", "student", "train")
+TASK_SECTIONS = ("env", "teacher")
+#: references a score is normalised between (random 0, teacher 1); optimal is shown beside them
+REFERENCES = ("random", "teacher", "optimal")
+HIGHER_IS_BETTER = {"kl_student": False, "kl_teacher": False, "kl_uniform": False}
+NORMALISED = "return_norm"
 
 
-def load_cells(root: Path) -> pd.DataFrame:
-    """One row per cell folder of the study: id, status (done or failed), seed and every parameter.
+class AnalysisError(ValueError):
+    """A folder or option the analysis cannot use: the message names it and what is allowed."""
 
-    Temporary folders and cells that are not part of the folder's study file are left out.
-    """
+
+@dataclass
+class Results:
+    """A study's results as frames: cells (every cell of the study file, with its status), curves (tidy,
+    finished cells) and runs (one row per trained student: final metrics and reference scores)."""
+
+    root: Path
+    name: str
+    tier: str
+    cells: pd.DataFrame
+    curves: pd.DataFrame
+    runs: pd.DataFrame
+    arm_keys: list[str]
+    task_keys: list[str]
+    arms: list[str]
+    tasks: list[str]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        return sorted(self.curves["metric"].unique()) if len(self.curves) else []
+
+    @property
+    def factors(self) -> list[str]:
+        """Keys that take more than one value across the study's cells."""
+        return self.arm_keys + self.task_keys
+
+    def counts(self) -> pd.DataFrame:
+        """Cells per arm by status (done, failed, running, missing)."""
+        table = pd.crosstab(self.cells["arm"], self.cells["status"]).reindex(self.arms, fill_value=0)
+        for status in ("done", "failed", "running", "missing"):
+            if status not in table:
+                table[status] = 0
+        table = table[["done", "failed", "running", "missing"]]
+        table.index.name = "arm"
+        return table.reset_index()
+
+
+def higher_is_better(metric: str) -> bool:
+    return HIGHER_IS_BETTER.get(metric, True)
+
+
+def load_results(root: Path) -> Results:
+    """Read a results folder written by ``distill grid run`` (finished or not)."""
     root = Path(root)
-    wanted = None
-    if (root / "study.toml").is_file():
-        from study.grid import parse_study
+    study = _study(root)
+    from study.grid import KEY_SECTION
 
-        wanted = {c.id for c in parse_study((root / "study.toml").read_text()).cells}
     rows = []
-    for config in sorted(root.glob("*/config.json")):
-        name = config.parent.name
-        if not CELL_DIR.match(name) or (wanted is not None and name not in wanted):
-            continue
-        cell = json.loads(config.read_text())
-        status = "done" if (config.parent / "summary.json").exists() else "failed"
-        rows.append({"cell": cell["id"], "status": status, "seed": cell["seed"], **cell["params"]})
-    return pd.DataFrame(rows)
+    errors: dict[str, str] = {}
+    running = _running(root)
+    for cell in study.cells:
+        folder = root / cell.id
+        if (folder / "summary.json").is_file():
+            status = "done"
+        elif cell.id in running:
+            status = "running"
+        elif (folder / "error.json").is_file():
+            status = "failed"
+            errors[cell.id] = _error_line(folder / "error.json")
+        else:
+            status = "missing"
+        rows.append({"cell": cell.id, "status": status, "seed": cell.seed, **cell.params})
+    cells = pd.DataFrame(rows)
+    params = [c for c in cells.columns if c not in ("cell", "status", "seed")]
+    varying = [k for k in params if cells[k].astype(str).nunique(dropna=False) > 1]
+    arm_keys = [k for k in varying if KEY_SECTION[k] in ARM_SECTIONS]
+    task_keys = [k for k in varying if KEY_SECTION[k] in TASK_SECTIONS]
+    cells["arm"] = _labels(cells, arm_keys, default="all")
+    cells["task"] = _labels(cells, task_keys, default=str(cells["generator"].iloc[0]) if "generator" in cells
+                            else study.name)
+    arms = list(dict.fromkeys(cells["arm"]))
+    tasks = list(dict.fromkeys(cells["task"]))
+    done = cells[cells["status"] == "done"]
+    curves = _curves(root, done, arm_keys + task_keys)
+    runs = _runs(root, done, curves, arm_keys + task_keys)
+    return Results(root, study.name, study.spec.tier, cells, curves, runs, arm_keys, task_keys, arms, tasks,
+                   errors)
+
+
+def _study(root: Path) -> Any:
+    from study.grid import StudyError, parse_study
+
+    if not root.is_dir():
+        raise AnalysisError(f"{root}: no such folder; allowed: a study results folder written by "
+                            "`distill grid run` (it holds study.toml and one folder per cell)")
+    source = root / "study.toml"
+    if not source.is_file() or not (root / "study.json").is_file():
+        raise AnalysisError(f"{root}: not a study results folder (no study.toml and study.json); allowed: a "
+                            "folder written by `distill grid run` or `distill demo`")
+    try:
+        return parse_study(source.read_text(), str(source))
+    except StudyError as exc:
+        raise AnalysisError(f"{root}: its study file no longer validates: {exc}") from None
+
+
+def _running(root: Path) -> set[str]:
+    from study.store import Store
+
+    return Store(root).running()
+
+
+def _error_line(path: Path) -> str:
+    try:
+        return str(json.loads(path.read_text()).get("error", "unknown error"))
+    except (OSError, ValueError):
+        return "unreadable error.json"
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    return str(value)
+
+
+def _labels(cells: pd.DataFrame, keys: list[str], default: str) -> pd.Series:
+    """``key=value, ...`` over the given keys (a preset's name alone for ``variant``)."""
+    if not keys:
+        return pd.Series(default, index=cells.index)
+
+    def label(row: pd.Series) -> str:
+        parts = []
+        for k in keys:
+            value = row[k]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            parts.append(str(value) if k == "variant" else f"{k}={_format(value)}")
+        return ", ".join(parts) or default
+
+    return cells.apply(label, axis=1)
+
+
+def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """Tidy curves of the finished cells with their arm, task, seed and varying keys (not every parameter,
+    so a thousand-MDP study stays small)."""
+    columns = ["cell", "mdp", "step", "metric", "value"]
+    if done.empty:
+        return pd.DataFrame(columns=[*columns, "arm", "task", "seed", *factors])
+    frames = [pd.read_parquet(root / cell / "metrics.parquet", columns=columns) for cell in done["cell"]]
+    curves = pd.concat(frames, ignore_index=True)
+    curves["metric"] = curves["metric"].astype("category")
+    keep = done[["cell", "arm", "task", "seed", *factors]]
+    curves = curves.merge(keep, on="cell", how="left")
+    for col in ("cell", "arm", "task"):
+        curves[col] = curves[col].astype("category")
+    return curves
+
+
+def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """One row per run: final value of every metric, the reference scores and the optimal policy's
+    normalised score."""
+    base = ["cell", "mdp", "arm", "task", "seed", *factors]
+    if done.empty:
+        return pd.DataFrame(columns=base)
+    last = curves.groupby("cell", observed=True)["step"].transform("max")
+    final = curves[curves["step"] == last]
+    runs = final.pivot_table(index=["cell", "mdp"], columns="metric", values="value", observed=True)
+    runs.columns = [str(c) for c in runs.columns]
+    runs = runs.reset_index()
+    refs = []
+    for cell in done["cell"]:
+        summary = json.loads((root / cell / "summary.json").read_text())
+        given = summary.get("references", {})
+        n = int(summary.get("mdps", 1))
+        refs.append(pd.DataFrame({"cell": cell, "mdp": np.arange(n),
+                                  **{f"{r}_score": given.get(r, [np.nan] * n) for r in REFERENCES}}))
+    runs = runs.merge(pd.concat(refs, ignore_index=True), on=["cell", "mdp"], how="left")
+    span = runs["teacher_score"] - runs["random_score"]
+    runs["optimal_norm"] = (runs["optimal_score"] - runs["random_score"]) / span.where(span.abs() > 1e-9)
+    runs["cell"] = runs["cell"].astype(str)
+    keep = done[["cell", "arm", "task", "seed", *factors]].astype({"cell": str})
+    runs = runs.merge(keep, on="cell", how="left")
+    metrics = [c for c in runs.columns if c not in base]
+    return runs[base + metrics]
 
 
 def load_curves(root: Path) -> pd.DataFrame:
-    """Tidy curves of the finished cells (cell, mdp, step, metric, value) with each cell's parameters."""
-    cells = load_cells(root)
-    if cells.empty:
-        return pd.DataFrame(columns=["cell", "mdp", "step", "metric", "value"])
-    done = cells[cells["status"] == "done"]
-    if done.empty:
-        return pd.DataFrame(columns=["cell", "mdp", "step", "metric", "value"])
-    frames = [pd.read_parquet(Path(root) / cell / "metrics.parquet") for cell in done["cell"]]
-    curves = pd.concat(frames, ignore_index=True)
-    return curves.merge(done.drop(columns="status"), on="cell", how="left")
+    """Tidy curves of the finished cells, with each run's arm as ``variant`` (what figures colour by)."""
+    curves = load_results(root).curves
+    return curves.drop(columns=[c for c in ("variant",) if c in curves]).rename(columns={"arm": "variant"})

@@ -1,20 +1,494 @@
-"""Seeded, vectorised interval estimates."""
+"""Interval estimates, comparisons and tests on run-level scores (vectorised numpy/scipy; seeded draws).
+
+Scores come as a 1-D array of runs with a parallel array of strata (the task
+each run belongs to). Bootstrap resamples draw runs with replacement *within*
+each stratum, so every task keeps its weight (Agarwal et al. 2021's
+stratified bootstrap). Every random draw comes from a generator seeded by the
+caller's seed and the name of what is resampled, so adding a variant to a study
+does not move another variant's interval.
+"""
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+Statistic = Callable[[np.ndarray], np.ndarray]  # reduces the last axis
+CHUNK = 4_000_000  # resampled values held at once
 
 
-def bootstrap_mean_ci(values: np.ndarray, *, reps: int = 2000, level: float = 0.95,
-                      seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (every draw from ``seed``)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    if len(values) == 1:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(reps, len(values)))].mean(1)
+# ---- aggregate statistics (reduce the last axis) -----------------------------------------------------
+
+
+def mean(x: np.ndarray) -> np.ndarray:
+    return np.mean(x, axis=-1)
+
+
+def median(x: np.ndarray) -> np.ndarray:
+    return np.median(x, axis=-1)
+
+
+def iqm(x: np.ndarray) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (robust like the median, efficient like the mean)."""
+    return stats.trim_mean(x, 0.25, axis=-1)
+
+
+def optimality_gap(x: np.ndarray, target: float = 1.0) -> np.ndarray:
+    """How far runs fall short of ``target`` on average (scores above it count as reaching it)."""
+    return np.mean(np.maximum(target - x, 0.0), axis=-1)
+
+
+AGGREGATES: dict[str, Statistic] = {"mean": mean, "median": median, "iqm": iqm, "optimality_gap": optimality_gap}
+
+
+def stream(seed: int, *names: str) -> np.random.Generator:
+    """A generator keyed by the seed and names (not by position in a loop)."""
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
+
+
+# ---- stratified bootstrap -----------------------------------------------------------------------------
+
+
+@dataclass
+class Strata:
+    """Runs sorted by stratum: ``values[offsets[k]:offsets[k+1]]`` are stratum k's runs."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def of(cls, values: Sequence[float], strata: Sequence[object] | None = None) -> Strata:
+        values = np.asarray(values, dtype=float)
+        keys = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
+        if len(keys) != len(values):
+            raise ValueError(f"{len(values)} values but {len(keys)} strata labels")
+        keep = ~np.isnan(values)  # infinities stay: "never reached" is a score for steps-to-threshold
+        values, keys = values[keep], keys[keep]
+        names, inverse = np.unique(keys, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        counts = np.bincount(inverse, minlength=len(names))
+        return cls(values[order], np.concatenate([[0], np.cumsum(counts)]), [str(n) for n in names])
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def resample(self, reps: int, rng: np.random.Generator) -> np.ndarray:
+        """``[reps, n]`` values, each stratum's runs drawn with replacement from that stratum."""
+        cols = []
+        for lo, hi in zip(self.offsets[:-1], self.offsets[1:], strict=True):
+            cols.append(lo + rng.integers(0, hi - lo, size=(reps, hi - lo)))
+        return self.values[np.concatenate(cols, axis=1)]
+
+    def chunks(self, reps: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """The resamples in blocks that keep memory bounded."""
+        size = max(1, CHUNK // max(self.n, 1))
+        return [self.resample(min(size, reps - start), rng) for start in range(0, reps, size)]
+
+
+def bootstrap_distribution(strata: Strata, statistic: Statistic, reps: int, rng: np.random.Generator) -> np.ndarray:
+    return np.concatenate([statistic(block) for block in strata.chunks(reps, rng)])
+
+
+def jackknife(values: np.ndarray, statistic: Statistic) -> np.ndarray:
+    """The statistic with each run left out in turn, ``[n]`` (in blocks of rows)."""
+    n = len(values)
+    out = np.empty(n)
+    rows = max(1, CHUNK // max(n, 1))
+    for start in range(0, n, rows):
+        idx = np.arange(start, min(n, start + rows))
+        keep = np.arange(n - 1)[None, :] + (np.arange(n - 1)[None, :] >= idx[:, None])
+        out[idx] = statistic(values[keep])
+    return out
+
+
+def percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha], method=_method(boot))
+    return float(lo), float(hi)
+
+
+def _method(boot: np.ndarray) -> str:
+    """Interpolate between resamples unless some are infinite ("never reached"), which do not interpolate."""
+    return "linear" if np.isfinite(boot).all() else "inverted_cdf"
+
+
+def bca_interval(boot: np.ndarray, estimate: float, jack: np.ndarray, level: float) -> tuple[float, float]:
+    """Bias-corrected and accelerated percentiles (Efron 1987), as scipy.stats.bootstrap computes them."""
+    prop = np.mean(boot < estimate)
+    prop = np.clip(prop, 0.5 / len(boot), 1 - 0.5 / len(boot))  # a degenerate bootstrap keeps a finite z0
+    z0 = special.ndtri(prop)
+    d = jack.mean() - jack
+    den = 6.0 * np.sum(d**2) ** 1.5
+    a = np.sum(d**3) / den if den > 0 else 0.0
+    alpha = (1 - level) / 2
+    quantiles = []
+    for z in (special.ndtri(alpha), special.ndtri(1 - alpha)):
+        quantiles.append(special.ndtr(z0 + (z0 + z) / (1 - a * (z0 + z))))
+    lo, hi = np.quantile(boot, quantiles, method=_method(boot))
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    lo: float
+    hi: float
+
+
+def _bounds(data: Strata, statistic: Statistic, reps: int, level: float, rng: np.random.Generator,
+            bca: bool = True) -> tuple[float, float, float, float, float]:
+    """Estimate, percentile interval and (with ``bca``) BCa interval; no interval from fewer than two runs."""
+    if data.n == 0:
+        return (np.nan,) * 5
+    est = float(statistic(data.values))
+    if data.n < 2:
+        return est, np.nan, np.nan, np.nan, np.nan
+    boot = bootstrap_distribution(data, statistic, reps, rng)
+    lo, hi = percentile_interval(boot, level)
+    blo, bhi = bca_interval(boot, est, jackknife(data.values, statistic), level) if bca else (np.nan, np.nan)
+    return est, lo, hi, blo, bhi
+
+
+def interval(values: Sequence[float], strata: Sequence[object] | None = None, statistic: Statistic = mean, *,
+             reps: int = 2000, level: float = 0.95, method: str = "percentile", seed: int = 0,
+             name: str = "") -> Interval:
+    """Point estimate and stratified-bootstrap interval of ``statistic`` (percentile or BCa)."""
+    if method not in ("percentile", "bca"):
+        raise ValueError(f"interval method {method!r}; allowed: percentile, bca")
+    est, lo, hi, blo, bhi = _bounds(Strata.of(values, strata), statistic, reps, level,
+                                    stream(seed, "interval", name), bca=method == "bca")
+    return Interval(est, lo, hi) if method == "percentile" else Interval(est, blo, bhi)
+
+
+def aggregates(runs: pd.DataFrame, value: str, arms: Sequence[str], *, statistics: Sequence[str] = tuple(AGGREGATES),
+               reps: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per arm and statistic: the estimate with percentile and BCa intervals over runs, stratified by task.
+
+    Columns: arm, statistic, estimate, lo, hi (percentile), bca_lo, bca_hi, runs, tasks.
+    """
+    rows = []
+    for arm in arms:
+        sub = runs[runs["arm"] == arm]
+        data = Strata.of(sub[value].to_numpy(dtype=float), sub["task"].astype(str).to_numpy())
+        for name in statistics:
+            est, lo, hi, blo, bhi = _bounds(data, AGGREGATES[name], reps, level,
+                                            stream(seed, "aggregate", name, arm))
+            rows.append({"arm": arm, "statistic": name, "estimate": est, "lo": lo, "hi": hi, "bca_lo": blo,
+                         "bca_hi": bhi, "runs": data.n, "tasks": len(data.names)})
+    return pd.DataFrame(rows)
+
+
+# ---- probability of improvement -----------------------------------------------------------------------
+
+
+def _u_fraction(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) + P(X = Y)/2 for rows of samples ``x [..., n]``, ``y [..., m]`` (Mann-Whitney U / nm)."""
+    n, m = x.shape[-1], y.shape[-1]
+    ranks = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
+    u = ranks[..., :n].sum(-1) - n * (n + 1) / 2
+    return u / (n * m)
+
+
+def probability_of_improvement(x: Strata, y: Strata, *, reps: int = 2000, level: float = 0.95,
+                               rng: np.random.Generator | None = None) -> Interval:
+    """P(a run of X beats a run of Y on the same task), averaged over the tasks both have (Agarwal et
+    al. 2021), with a stratified-bootstrap percentile interval (X and Y resampled independently)."""
+    common = [t for t in x.names if t in y.names]
+    if not common:
+        return Interval(np.nan, np.nan, np.nan)
+    rng = rng or np.random.default_rng(0)
+    point, boot = [], []
+    for task in common:
+        i, j = x.names.index(task), y.names.index(task)
+        xs = x.values[x.offsets[i]:x.offsets[i + 1]]
+        ys = y.values[y.offsets[j]:y.offsets[j + 1]]
+        point.append(_u_fraction(xs[None], ys[None])[0])
+        rows = max(1, CHUNK // (len(xs) + len(ys)))
+        draws = []
+        for start in range(0, reps, rows):
+            k = min(rows, reps - start)
+            bx = xs[rng.integers(0, len(xs), size=(k, len(xs)))]
+            by = ys[rng.integers(0, len(ys), size=(k, len(ys)))]
+            draws.append(_u_fraction(bx, by))
+        boot.append(np.concatenate(draws))
+    dist = np.mean(boot, axis=0)
+    lo, hi = percentile_interval(dist, level)
+    return Interval(float(np.mean(point)), lo, hi)
+
+
+def improvement_matrix(runs: pd.DataFrame, value: str, arms: Sequence[str], *, higher_is_better: bool = True,
+                       reps: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """P(x > y) for every ordered pair of arms (x != y): columns x, y, poi, lo, hi.
+
+    Each unordered pair is resampled once; P(y > x) is its complement on the same draws.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    data = {a: Strata.of(sign * runs.loc[runs["arm"] == a, value].to_numpy(dtype=float),
+                         runs.loc[runs["arm"] == a, "task"].astype(str).to_numpy()) for a in arms}
+    rows = []
+    for i, a in enumerate(arms):
+        for b in arms[i + 1:]:
+            iv = probability_of_improvement(data[a], data[b], reps=reps, level=level,
+                                            rng=stream(seed, "poi", a, b))
+            rows.append({"x": a, "y": b, "poi": iv.estimate, "lo": iv.lo, "hi": iv.hi})
+            rows.append({"x": b, "y": a, "poi": 1 - iv.estimate, "lo": 1 - iv.hi, "hi": 1 - iv.lo})
+    return pd.DataFrame(rows, columns=["x", "y", "poi", "lo", "hi"])
+
+
+# ---- performance profiles -----------------------------------------------------------------------------
+
+
+def performance_profile(runs: pd.DataFrame, value: str, arms: Sequence[str], taus: np.ndarray, *,
+                        reps: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Fraction of runs scoring above each tau, with a stratified-bootstrap band: arm, tau, fraction, lo, hi."""
+    taus = np.asarray(taus, dtype=float)
+    rows = []
+    for arm in arms:
+        sub = runs[runs["arm"] == arm]
+        data = Strata.of(sub[value].to_numpy(dtype=float), sub["task"].astype(str).to_numpy())
+        if data.n == 0:
+            continue
+
+        def above(x: np.ndarray) -> np.ndarray:
+            s = np.sort(x, axis=-1)
+            flat = s.reshape(-1, s.shape[-1])
+            counts = np.stack([np.searchsorted(r, taus, side="right") for r in flat])
+            return 1.0 - counts.reshape(*s.shape[:-1], len(taus)) / s.shape[-1]
+
+        point = above(data.values)
+        boot = np.concatenate([above(block) for block in data.chunks(reps, stream(seed, "profile", arm))])
+        alpha = (1 - level) / 2
+        lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+        rows.append(pd.DataFrame({"arm": arm, "tau": taus, "fraction": point, "lo": lo, "hi": hi}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["arm", "tau", "fraction", "lo", "hi"])
+
+
+# ---- pairwise tests and effect sizes ------------------------------------------------------------------
+
+
+def hedges_g(x: np.ndarray, y: np.ndarray) -> float:
+    """Standardised mean difference with the small-sample correction J = 1 - 3 / (4 (n + m) - 9)."""
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        return float("nan")
+    pooled = np.sqrt(((n - 1) * np.var(x, ddof=1) + (m - 1) * np.var(y, ddof=1)) / (n + m - 2))
+    if pooled == 0:
+        return float("nan")
+    return float((np.mean(x) - np.mean(y)) / pooled * (1 - 3 / (4 * (n + m) - 9)))
+
+
+def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) - P(X < Y), from ranks (no n x m comparison matrix)."""
+    if len(x) == 0 or len(y) == 0:
+        return float("nan")
+    return float(2 * _u_fraction(np.asarray(x, float)[None], np.asarray(y, float)[None])[0] - 1)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment (family-wise error), NaNs left out of the family."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def pairwise_tests(runs: pd.DataFrame, value: str, arms: Sequence[str], *, baseline: str | None = None,
+                   by_task: bool = True) -> pd.DataFrame:
+    """Welch's t and Mann-Whitney U for every pair of arms (or each arm against ``baseline``), within each
+    task, with Holm's correction across the whole family and Hedges' g and Cliff's delta."""
+    pairs = [(a, baseline) for a in arms if a != baseline] if baseline else \
+        [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+    tasks = sorted(runs["task"].astype(str).unique()) if by_task else ["all"]
+    rows = []
+    for task in tasks:
+        sub = runs if task == "all" else runs[runs["task"].astype(str) == task]
+        for a, b in pairs:
+            x = sub.loc[sub["arm"] == a, value].to_numpy(dtype=float)
+            y = sub.loc[sub["arm"] == b, value].to_numpy(dtype=float)
+            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+            row = {"task": task, "a": a, "b": b, "n_a": len(x), "n_b": len(y),
+                   "mean_a": np.mean(x) if len(x) else np.nan, "mean_b": np.mean(y) if len(y) else np.nan}
+            if len(x) >= 2 and len(y) >= 2:
+                t = stats.ttest_ind(x, y, equal_var=False)
+                u = stats.mannwhitneyu(x, y, alternative="two-sided")
+                row.update(t=float(t.statistic), p_t=float(t.pvalue), u=float(u.statistic), p_u=float(u.pvalue))
+            else:
+                row.update(t=np.nan, p_t=np.nan, u=np.nan, p_u=np.nan)
+            row.update(hedges_g=hedges_g(x, y), cliffs_delta=cliffs_delta(x, y))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_t_holm"] = holm(table["p_t"])
+    table["p_u_holm"] = holm(table["p_u"])
+    return table
+
+
+# ---- factorial ANOVA ----------------------------------------------------------------------------------
+
+
+def _dummies(frame: pd.DataFrame, factor: str) -> np.ndarray:
+    """Treatment-coded columns of a factor (first level dropped)."""
+    codes, levels = pd.factorize(frame[factor].astype(str), sort=True)
+    return np.eye(len(levels))[codes][:, 1:]
+
+
+def _term_columns(frame: pd.DataFrame, term: tuple[str, ...]) -> np.ndarray:
+    cols = _dummies(frame, term[0])
+    for factor in term[1:]:
+        other = _dummies(frame, factor)
+        cols = (cols[:, :, None] * other[:, None, :]).reshape(len(frame), -1)
+    return cols
+
+
+def _basis(columns: list[np.ndarray], n: int) -> np.ndarray:
+    """An orthonormal basis of the span of the intercept and the given columns (rank-revealing)."""
+    x = np.column_stack([np.ones(n), *columns]) if columns else np.ones((n, 1))
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    rank = int(np.sum(s > s[0] * max(x.shape) * np.finfo(float).eps))
+    return u[:, :rank]
+
+
+def _rss(basis: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Residual sums of squares of the columns of ``y`` after projection on the basis."""
+    return np.sum(y**2, axis=0) - np.sum((basis.T @ y) ** 2, axis=0)
+
+
+def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_order: int = 3,
+          permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Type II factorial ANOVA with interactions up to ``max_order`` and Freedman-Lane permutation p-values.
+
+    Each term's sum of squares is what it adds to the model of every term that does not contain it
+    (type II, as statsmodels' ``anova_lm(typ=2)``); F uses the full model's residual mean square. The
+    permutation test permutes the residuals of that reduced model (Freedman & Lane 1983), which keeps
+    a term's test about that term even for interactions, and does not assume normal errors.
+    Columns: term, df, sum_sq, F, p, p_perm, partial_eta_sq.
+    """
+    data = frame[[*factors, response]].copy()
+    data = data[np.isfinite(data[response].to_numpy(dtype=float))]
+    factors = [f for f in factors if data[f].astype(str).nunique() > 1]
+    if not factors or len(data) < 3:
+        return pd.DataFrame(columns=["term", "df", "sum_sq", "F", "p", "p_perm", "partial_eta_sq"])
+    terms = [t for k in range(1, min(max_order, len(factors)) + 1) for t in _combinations(factors, k)]
+    cols = {t: _term_columns(data, t) for t in terms}
+    y = data[response].to_numpy(dtype=float)[:, None]
+    n = len(y)
+    full = _basis([cols[t] for t in terms], n)
+    df_resid = n - full.shape[1]
+    rss_full = float(_rss(full, y)[0])
+    rng = stream(seed, "anova", response, *factors)
+    rows = []
+    for term in terms:
+        rest = [t for t in terms if not set(term) <= set(t)]
+        reduced = _basis([cols[t] for t in rest], n)
+        with_term = _basis([cols[t] for t in rest] + [cols[term]], n)
+        df = with_term.shape[1] - reduced.shape[1]
+        ss = float(_rss(reduced, y)[0] - _rss(with_term, y)[0])
+        if df == 0 or df_resid <= 0:
+            rows.append({"term": ":".join(term), "df": df, "sum_sq": ss, "F": np.nan, "p": np.nan,
+                         "p_perm": np.nan, "partial_eta_sq": np.nan})
+            continue
+        f = (ss / df) / (rss_full / df_resid) if rss_full > 0 else np.inf
+        p = float(stats.f.sf(f, df, df_resid))
+        fitted = reduced @ (reduced.T @ y)
+        resid = (y - fitted)[:, 0]
+        exceed = 0
+        block = max(1, CHUNK // n)
+        for start in range(0, permutations, block):
+            k = min(block, permutations - start)
+            perm = rng.permuted(np.broadcast_to(resid, (k, n)), axis=1).T
+            ys = fitted + perm
+            ss_p = _rss(reduced, ys) - _rss(with_term, ys)
+            f_p = (ss_p / df) / (_rss(full, ys) / df_resid)
+            exceed += int(np.sum(f_p >= f * (1 - 1e-12)))
+        rows.append({"term": ":".join(term), "df": df, "sum_sq": ss, "F": f, "p": p,
+                     "p_perm": (exceed + 1) / (permutations + 1), "partial_eta_sq": ss / (ss + rss_full)})
+    rows.append({"term": "Residual", "df": df_resid, "sum_sq": rss_full, "F": np.nan, "p": np.nan,
+                 "p_perm": np.nan, "partial_eta_sq": np.nan})
+    return pd.DataFrame(rows)
+
+
+def _combinations(items: Sequence[str], k: int) -> list[tuple[str, ...]]:
+    import itertools
+
+    return list(itertools.combinations(items, k))
+
+
+# ---- learning-curve metrics ---------------------------------------------------------------------------
+
+
+def curve_metrics(curves: pd.DataFrame, metric: str, *, threshold: float | None = None) -> pd.DataFrame:
+    """Per run (cell, mdp): the area under the curve as the average value over training (trapezoid over
+    the evaluation steps, divided by their span), and the first step at which the metric reaches
+    ``threshold`` (NaN when it never does)."""
+    data = curves[curves["metric"] == metric][["cell", "mdp", "step", "value"]]
+    data = data.sort_values(["cell", "mdp", "step"])
+    wide = data.pivot_table(index=["cell", "mdp"], columns="step", values="value", observed=True)
+    steps = wide.columns.to_numpy(dtype=float)
+    values = wide.to_numpy(dtype=float)
+    span = steps[-1] - steps[0] if len(steps) > 1 else 1.0
+    auc = np.trapezoid(values, steps, axis=1) / span if len(steps) > 1 else values[:, 0]
+    out = pd.DataFrame({"cell": wide.index.get_level_values("cell").astype(str),
+                        "mdp": wide.index.get_level_values("mdp"), "auc": auc})
+    if threshold is not None:
+        reached = values >= threshold
+        first = np.where(reached.any(1), steps[np.argmax(reached, axis=1)], np.nan)
+        out["steps_to_threshold"] = first
+    return out
+
+
+# ---- seed planning ------------------------------------------------------------------------------------
+
+
+def seeds_needed(sd: float, delta: float, *, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Runs per arm for a two-sided two-sample t-test to detect ``delta`` with ``power`` (noncentral t)."""
+    from statsmodels.stats.power import TTestIndPower
+
+    if not (sd > 0 and delta > 0):
+        return float("nan")
+    n = TTestIndPower().solve_power(effect_size=delta / sd, alpha=alpha, power=power, ratio=1.0,
+                                    alternative="two-sided")
+    return float(np.ceil(max(n, 2.0)))
+
+
+def plan_seeds(runs: pd.DataFrame, value: str, arms: Sequence[str], *, delta: float | None = None,
+               baseline: str | None = None, power: float = 0.8, alpha: float = 0.05) -> pd.DataFrame:
+    """From a pilot study: per pair of arms, the seeds each arm needs so a Welch/t test, Bonferroni-corrected
+    for the family of pairs, detects ``delta`` (default: the pilot's observed difference) with ``power``.
+
+    The pilot's spread is the pooled standard deviation of run scores; a seed contributes as many runs
+    as it did in the pilot (its MDPs and tasks), so seeds = ceil(runs needed / runs per seed).
+    """
+    pairs = [(a, baseline) for a in arms if a != baseline] if baseline else \
+        [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+    family_alpha = alpha / max(len(pairs), 1)
+    rows = []
+    for a, b in pairs:
+        x = runs.loc[runs["arm"] == a]
+        y = runs.loc[runs["arm"] == b]
+        xs, ys = x[value].to_numpy(dtype=float), y[value].to_numpy(dtype=float)
+        xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+        if len(xs) < 2 or len(ys) < 2:
+            continue
+        sd = float(np.sqrt((np.var(xs, ddof=1) + np.var(ys, ddof=1)) / 2))
+        observed = float(np.mean(xs) - np.mean(ys))
+        target = abs(observed) if delta is None else delta
+        n = seeds_needed(sd, target, power=power, alpha=family_alpha)
+        per_seed = min(len(xs) / max(x["seed"].nunique(), 1), len(ys) / max(y["seed"].nunique(), 1))
+        rows.append({"a": a, "b": b, "observed_difference": observed, "sd": sd, "delta": target,
+                     "runs_needed": n, "runs_per_seed": per_seed,
+                     "seeds_needed": float(np.ceil(n / per_seed)) if np.isfinite(n) else np.nan,
+                     "pilot_seeds": int(min(x["seed"].nunique(), y["seed"].nunique()))})
+    return pd.DataFrame(rows)

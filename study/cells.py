@@ -95,10 +95,19 @@ def run_cells(cells: Sequence[Cell]) -> list[tuple[pd.DataFrame, dict[str, Any]]
         torch.tensor([c.seed for c in cells]).repeat_interleave(n),
     )
     curves = distill(mdp, teacher, variants, plan, train_config(p), student=Student(p["student"]))
-    return [_cell_results(cell, curves, slice(i * n, (i + 1) * n)) for i, cell in enumerate(cells)]
+    optimal = optimal_return(mdp)
+    return [_cell_results(cell, curves, slice(i * n, (i + 1) * n), optimal) for i, cell in enumerate(cells)]
 
 
-def _cell_results(cell: Cell, curves: Curves, rows: slice) -> tuple[pd.DataFrame, dict[str, Any]]:
+def optimal_return(mdp: TabularMDP) -> torch.Tensor:
+    """The optimal policy's expected undiscounted return per MDP ``[N]``: the ceiling the analysis shows
+    next to the teacher's, since a softmax, noisy or adversarial teacher sits below it."""
+    v_star = T.value_iteration(mdp.to(torch.float64)).max(-1).values
+    return (mdp.start.double() * v_star).sum(-1)
+
+
+def _cell_results(cell: Cell, curves: Curves, rows: slice,
+                  optimal: torch.Tensor) -> tuple[pd.DataFrame, dict[str, Any]]:
     values = {name: curves.values[name][:, rows] for name in METRICS}
     values["return_norm"] = curves.normalised_return()[:, rows]
     steps = torch.tensor(curves.steps)
@@ -116,7 +125,11 @@ def _cell_results(cell: Cell, curves: Curves, rows: slice) -> tuple[pd.DataFrame
     final = {name: float(tensor[-1].double().mean()) for name, tensor in values.items()}
     summary = {"cell": cell.id, "step": int(curves.steps[-1]), "mdps": n_mdps, "final": final,
                "teacher_return": float(curves.teacher_return[rows].double().mean()),
-               "uniform_return": float(curves.uniform_return[rows].double().mean())}
+               "uniform_return": float(curves.uniform_return[rows].double().mean()),
+               # per MDP, for score normalisation: random (the uniform policy) 0, teacher 1; optimal shown
+               "references": {"random": curves.uniform_return[rows].double().tolist(),
+                              "teacher": curves.teacher_return[rows].double().tolist(),
+                              "optimal": optimal.tolist()}}
     return metrics, summary
 
 

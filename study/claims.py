@@ -10,6 +10,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -262,6 +263,39 @@ def check_fig2_toy(quick: bool) -> tuple[bool, str, dict]:
                    f"{ev['on_policy_distill_r_late_amplitude']:.1e}; update Jacobian eigenvalues there have real "
                    f"parts >= {re_min:.3f}, a stable point); N-distill + R "
                    f"{'converges' if conv else 'moves'}; oscillating teachers {oscillating}/{len(grid) ** 3}"), ev
+
+
+def toy_field(name: str, teacher_out: torch.Tensor, xlim: tuple[float, float], ylim: tuple[float, float],
+              n: int = 21) -> tuple[np.ndarray, ...]:
+    """The direction exact updates move (theta_0, theta_1) of the Fig. 2 toy student, on an n x n grid:
+    ``(X, Y, U, V)`` with ``(U, V) = -u(theta)``."""
+    mdp = gen.two_step_toy(F64)
+    student = Student("linear", pin_last=True)
+    v = V.variant(name)
+    xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    u = np.zeros((2, n, n))
+    for i, j in itertools.product(range(n), range(n)):
+        theta = torch.tensor([grid_x[i, j], grid_y[i, j]], dtype=F64).view(1, 2, 1)
+        field = exact.update_field(v, mdp, teacher_out, lambda x: student.logits(x, mdp), theta)
+        u[:, i, j] = -field.flatten().numpy()
+    return grid_x, grid_y, u[0], u[1]
+
+
+def toy_phase_portrait(path: Path, quick: bool = False) -> list[Path]:
+    """Fig. 2 style: the update fields of on-policy distill + R and N-distill + R with their exact-update
+    paths from (0, 0), for the teacher the claim check uses."""
+    from analysis.plots import phase_portrait
+
+    teacher = torch.tensor([TOY_TEACHER], dtype=F64)
+    iters = 1500 if quick else 6000
+    names = ("on_policy_distill_r", "n_distill_r")
+    paths = {name: toy_trajectory(name, teacher, iters).numpy() for name in names}
+    every = np.concatenate(list(paths.values()))
+    lo, hi = every.min(0) - 1.5, every.max(0) + 1.5
+    fields = {name: toy_field(name, teacher, (lo[0], hi[0]), (lo[1], hi[1]), n=11 if quick else 21)
+              for name in names}
+    return phase_portrait(fields, path, trajectories=paths, title="Fig. 2 toy: exact updates from (0, 0)")
 
 
 def _iterations_to_reach(curves: Curves, frac: float) -> torch.Tensor:

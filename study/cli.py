@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from analysis.load import AnalysisError
 from study.grid import StudyError
 from study.output import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
@@ -46,7 +47,7 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (VariantError, MDPError, UsageError, OutputError, StudyError) as exc:
+        except (VariantError, MDPError, UsageError, OutputError, StudyError, AnalysisError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # an output path that cannot be written
@@ -93,6 +94,8 @@ def claims_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller version (seconds instead of minutes).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the verdicts and evidence here.")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this claim (repeatable).")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toy's phase portrait into this "
+                                                     "folder (fig2_toy.png and .pdf).")] = None,
 ) -> None:
     """Check the papers' convergence claims on toy MDPs; exit 0 only if every claim holds."""
     import torch
@@ -105,6 +108,8 @@ def claims_cmd(
             raise UsageError(f"--only: unknown claim {key!r}; allowed: {', '.join(keys)}")
     if json_path is not None:
         check_writable_file(json_path)
+    if figures is not None and figures.exists() and not figures.is_dir():
+        raise UsageError(f"--figures {figures}: is a file; allowed: a folder (created if missing)")
     torch.set_num_threads(1)
     todo = [c for c in CLAIMS if not only or c.key in only]
     with _progress() as bar:
@@ -119,6 +124,13 @@ def claims_cmd(
     if json_path is not None:
         write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
         out.print(f"wrote {json_path}")
+    if figures is not None:
+        from study.claims import toy_phase_portrait
+
+        figures.mkdir(parents=True, exist_ok=True)
+        with err.status("drawing the Fig. 2 toy's phase portrait"):
+            written = toy_phase_portrait(figures / "fig2_toy", quick=quick)
+        out.print(f"wrote {', '.join(str(p) for p in written)}")
     failed = [r.key for r in results if not r.holds]
     if failed:
         out.print(f"[red]{len(failed)} of {len(results)} claims do not hold:[/] {', '.join(failed)}")
@@ -135,8 +147,8 @@ def demo_cmd(
     iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the study's).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
 ) -> None:
-    """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds) through the grid runner; write a
-    table and a figure. Interrupted, it resumes where it stopped."""
+    """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds) through the grid runner, then
+    analyse it (`distill analyze`) and print where the report is. Interrupted, it resumes where it stopped."""
     from study.demo import demo_study, run_demo
     from study.runner import RunReport
 
@@ -152,17 +164,16 @@ def demo_cmd(
                        description=f"demo cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left")
 
         try:
-            report, paths = run_demo(out_dir, study, workers=workers, progress=update)
+            report, outcome = run_demo(out_dir, study, workers=workers, progress=update)
         except KeyboardInterrupt:
             err.print(f"interrupted; finished cells are kept in {out_dir}; run the same command to resume",
                       soft_wrap=True)
             raise typer.Exit(130) from None
-    out.print(_summary_table(paths["summary.csv"]))
+    out.print(_final_table(outcome.out / "tables" / "final.csv"))
     if report.failed:
         out.print(f"[red]{len(report.failed)} cells failed[/]: distill grid status {out_dir}")
-    out.print(f"table:  {paths['summary.md']} (and summary.csv)")
-    out.print(f"figure: {paths['curves.png']} (and curves.pdf)")
     out.print(f"cells:  {out_dir}/<cell id>/ (config, metrics.parquet, summary, provenance)")
+    out.print(f"report: {outcome.report_html} (and report.md, tables/, figures/)")
 
 
 @bench_app.command("tabular", epilog="Example: distill bench tabular --mdps 1000 --loop-mdps 100")
@@ -204,21 +215,21 @@ def bench_tabular_cmd(
         write_json(json_path, dataclasses.asdict(result))
 
 
-def _summary_table(csv: Path) -> Table:
-    """The demo's summary as a terminal table of means (the intervals are in the files)."""
+def _final_table(csv: Path) -> Table:
+    """Final metrics per arm as a terminal table of means (the intervals are in the report)."""
     import pandas as pd
 
-    from study.demo import SUMMARY_METRICS
-
-    summary = pd.read_csv(csv)
-    table = Table(title="final metrics: mean over grid worlds (95% intervals in summary.md)")
+    final = pd.read_csv(csv)
+    wide = final.pivot(index="arm", columns="metric", values="mean").reindex(list(dict.fromkeys(final["arm"])))
     headers = {"return_norm": "return", "kl_student": "KL stu.", "kl_teacher": "KL tea.",
                "kl_uniform": "KL uni.", "agreement": "agree"}
+    metrics = [m for m in headers if m in wide.columns]
+    table = Table(title="final metrics: mean over runs (intervals in the report)")
     table.add_column("variant", overflow="fold", max_width=22)
-    for metric in SUMMARY_METRICS:
-        table.add_column(headers.get(metric, metric), justify="right", no_wrap=True, min_width=6)
-    for _, r in summary.iterrows():
-        table.add_row(r["variant"], *(f"{r[m]:.3f}" for m in SUMMARY_METRICS))
+    for metric in metrics:
+        table.add_column(headers[metric], justify="right", no_wrap=True, min_width=6)
+    for arm, r in wide.iterrows():
+        table.add_row(str(arm), *(f"{r[m]:.3f}" for m in metrics))
     table.caption = ("return: normalised (uniform 0, teacher 1); KL(pi_T || pi_theta) under the student's, "
                      "the teacher's and the uniform state distribution; agree: argmax agreement")
     return table
@@ -243,6 +254,66 @@ def bench_grid_cmd(
               f"(over {result.empty_cells} empty cells, 1 worker)")
     out.print(f"small tabular study ({result.study_cells} cells): {result.seconds_1_worker:.1f} s with 1 worker, "
               f"{result.seconds_2_workers:.1f} s with 2; speed-up {result.speedup:.2f}x")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(result))
+
+
+@app.command("analyze", epilog="Example: distill analyze results/demo --baseline teacher_distill --plan-seeds")
+@cli_errors
+def analyze_cmd(
+    folder: Annotated[Path, typer.Argument(help="A study results folder (finished or not).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write (default: FOLDER/analysis).")] = None,
+    metric: Annotated[str, typer.Option(help="Run-level metric to compare (final value).")] = "return_norm",
+    baseline: Annotated[str | None, typer.Option(help="Test every variant against this one only.")] = None,
+    factors: Annotated[str | None, typer.Option(help="Comma-separated factors for the ANOVA; the first two "
+                                                     "make the interaction heatmap (default: all).")] = None,
+    facet: Annotated[str | None, typer.Option(help="Facet learning curves by this factor (default: task).")] = None,
+    reps: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    permutations: Annotated[int, typer.Option(help="Permutations of the ANOVA's permutation test.")] = 2000,
+    threshold: Annotated[float, typer.Option(help="Fraction of the teacher's score for steps-to-threshold.")] = 0.9,
+    plan_seeds: Annotated[bool, typer.Option("--plan-seeds", help="Seeds needed to detect --delta.")] = False,
+    delta: Annotated[float | None, typer.Option(help="Difference to detect (default: the observed one).")] = None,
+    power: Annotated[float, typer.Option(help="Power for --plan-seeds.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed of every bootstrap and permutation draw.")] = 0,
+) -> None:
+    """Statistics, tables (CSV, Markdown, LaTeX), figures (PNG, PDF) and a report (report.md and a
+    self-contained report.html) from a study's results folder."""
+    from analysis.analyze import Options, analyze
+
+    names = None if factors is None else [f.strip() for f in factors.split(",") if f.strip()]
+    options = Options(metric=metric, baseline=baseline, factors=names, facet=facet, reps=reps,
+                      permutations=permutations, threshold=threshold, plan_seeds=plan_seeds, delta=delta,
+                      power=power, seed=seed)
+    with err.status("analysing") as status:
+        outcome = analyze(folder, out_dir, options, progress=lambda msg: status.update(f"analysing: {msg}"))
+    out.print(f"cells: {outcome.done} done, {outcome.failed} failed, {outcome.missing} not finished")
+    for line in outcome.headline:
+        out.print(f"- {line}", soft_wrap=True)
+    out.print(f"report: {outcome.report_html} (and report.md, tables/, figures/)")
+
+
+@bench_app.command("stats", epilog="Example: distill bench stats --reps 50000")
+@cli_errors
+def bench_stats_cmd(
+    reps: Annotated[int, typer.Option(help="Bootstrap resamples per variant.")] = 50_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """Time stratified-bootstrap resamples of the IQM on a 10 seeds x 10 environments x 12 variants score
+    matrix, against a loop that draws one resample at a time."""
+    from study.bench import bench_stats
+
+    if reps < 100:
+        raise UsageError(f"--reps: {reps} is out of range; allowed: reps >= 100")
+    if json_path is not None:
+        check_writable_file(json_path)
+    with err.status("timing the bootstrap"):
+        result = bench_stats(reps)
+    out.print(f"{result.reps:,} stratified resamples of the IQM for each of {result.variants} variants "
+              f"({result.seeds} seeds x {result.envs} environments): {result.seconds:.2f} s "
+              f"({result.resamples_per_second:,.0f} resamples/s)")
+    out.print(f"one resample at a time: {result.loop_resamples_per_second:,.0f} resamples/s "
+              f"(timed on {result.loop_reps:,}); vectorised speed-up {result.speedup:.0f}x")
     out.print(f"machine: {result.machine}")
     if json_path is not None:
         write_json(json_path, dataclasses.asdict(result))

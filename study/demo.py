@@ -1,20 +1,13 @@
-"""`distill demo`: the built-in demo study through the grid runner, then a table and a figure."""
+"""`distill demo`: the built-in demo study through the grid runner, then its analysis report."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
-from analysis.load import load_curves
-from analysis.plots import learning_curves
-from analysis.stats import bootstrap_mean_ci
+from analysis.analyze import Outcome, analyze
 from study.grid import Study, load_study, parse_study, to_toml
-from study.output import write_text
 from study.runner import RunReport, run_study
-
-SUMMARY_METRICS = ("return_norm", "kl_student", "kl_teacher", "kl_uniform", "agreement")
 
 
 def demo_study(mdps: int | None = None, seeds: int | None = None, iterations: int | None = None) -> Study:
@@ -34,50 +27,10 @@ def demo_study(mdps: int | None = None, seeds: int | None = None, iterations: in
     return parse_study(to_toml(spec), f"{study.path} with overrides")
 
 
-def summarise(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Final metrics per variant: mean over MDPs (seeds averaged first) with a 95% bootstrap CI."""
-    last = frame[frame["step"] == frame["step"].max()]
-    rows = []
-    for name in names:
-        row: dict[str, object] = {"variant": name}
-        sub = last[last["variant"] == name]
-        for metric in SUMMARY_METRICS:
-            per_mdp = sub[sub["metric"] == metric].groupby("mdp")["value"].mean().to_numpy()
-            lo, hi = bootstrap_mean_ci(per_mdp)
-            row[metric] = per_mdp.mean() if len(per_mdp) else float("nan")
-            row[f"{metric}_lo"] = lo
-            row[f"{metric}_hi"] = hi
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def markdown_table(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table, mean [95% CI]."""
-    head = "| variant | " + " | ".join(SUMMARY_METRICS) + " |"
-    sep = "|---|" + "---|" * len(SUMMARY_METRICS)
-    lines = [head, sep]
-    for _, r in summary.iterrows():
-        cells = [f"{r[m]:.3g} [{r[m + '_lo']:.3g}, {r[m + '_hi']:.3g}]" for m in SUMMARY_METRICS]
-        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def run_demo(out: Path, study: Study | None = None, *, workers: int | None = None,
-             progress: Callable[[RunReport], None] | None = None) -> tuple[RunReport, dict[str, Path]]:
-    """Run (or resume) the demo study into ``out``, then write its table and figure there."""
+             progress: Callable[[RunReport], None] | None = None) -> tuple[RunReport, Outcome]:
+    """Run (or resume) the demo study into ``out``, then analyse it into ``out/analysis``."""
     study = study or demo_study()
     out = Path(out)
     report = run_study(study, out, workers=workers, on_update=progress)
-    frame = load_curves(out)
-    names = list(study.spec.factors["variant"])
-    summary = summarise(frame, names)
-    paths = {name: out / name for name in ("summary.md", "summary.csv", "curves.png", "curves.pdf")}
-    write_text(paths["summary.md"], markdown_table(summary))
-    write_text(paths["summary.csv"], summary.to_csv(index=False))
-    p = study.cells[0].params
-    seeds = study.spec.seed_list
-    learning_curves(frame, ["return_norm", "kl_student", "kl_teacher", "kl_uniform"], out / "curves",
-                    variants=names,
-                    title=f"{p['mdps']} grid worlds ({p['size']}x{p['size']}) x {len(seeds)} seeds, "
-                          f"teacher tau {p['tau']:g}")
-    return report, paths
+    return report, analyze(out)

@@ -106,7 +106,7 @@ class Store:
         live = set()
         for marker in self.root.glob(f"{RUNNING_PREFIX}*"):
             cell_id, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 live.add(cell_id)
         return live
 
@@ -128,7 +128,7 @@ class Store:
         for prefix in (TMP_PREFIX, RUNNING_PREFIX):
             for tmp in self.root.glob(f"{prefix}*"):
                 _, _, pid = tmp.name[len(prefix):].rpartition("-")
-                if not (pid.isdigit() and _alive(int(pid))):
+                if not (pid.isdigit() and pid_alive(int(pid))):
                     if tmp.is_dir():
                         shutil.rmtree(tmp, ignore_errors=True)
                     else:
@@ -227,7 +227,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

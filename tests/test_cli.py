@@ -57,20 +57,21 @@ def test_claims_json_and_exit_status(tmp_path):
     assert result.exit_code == (0 if claim["holds"] else 1)
 
 
-def test_demo_runs_the_demo_study_and_writes_table_and_figure(tmp_path):
+def test_demo_runs_the_demo_study_and_ends_with_its_report(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--mdps", "2", "--seeds", "2", "--iterations", "4", "--workers", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    summary = pd.read_csv(out / "summary.csv")
-    assert list(summary["variant"]) == list(DEMO_VARIANTS)
-    assert summary["return_norm"].notna().all()
+    assert f"report: {out / 'analysis' / 'report.html'}" in result.stdout.replace("\n", "")
+    final = pd.read_csv(out / "analysis" / "tables" / "final.csv")
+    assert list(dict.fromkeys(final["arm"])) == list(DEMO_VARIANTS)
+    assert final.loc[final["metric"] == "return_norm", "mean"].notna().all()
     assert len(list(out.glob("*/summary.json"))) == len(DEMO_VARIANTS) * 2  # one cell per variant and seed
-    for name in ("curves.png", "curves.pdf", "summary.md", "study.toml"):
+    for name in ("analysis/report.html", "analysis/report.md", "analysis/figures/curves.png", "study.toml"):
         assert (out / name).stat().st_size > 100
     assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temporary files
-    again = runner.invoke(app, args)  # resumable: nothing left to run, same table
-    assert again.exit_code == 0 and pd.read_csv(out / "summary.csv").equals(summary)
+    again = runner.invoke(app, args)  # resumable: nothing left to run, same numbers
+    assert again.exit_code == 0 and pd.read_csv(out / "analysis" / "tables" / "final.csv").equals(final)
 
 
 @pytest.mark.parametrize("args", [["--mdps", "0"], ["--iterations", "0"], ["--seeds", "0"]])

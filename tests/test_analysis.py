@@ -1,0 +1,199 @@
+"""`distill analyze` on a real (small) study folder with finished, failed and missing cells."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.analyze import Options, analyze
+from analysis.load import AnalysisError, load_results
+from study.cli import app
+from study.grid import parse_study
+from study.runner import run_study
+
+SMALL = """
+name = "small"
+seeds = 2
+[fixed]
+mdps = 3
+iterations = 12
+eval_every = 4
+max_steps = 40
+tau = 0.3
+[factors]
+variant = ["on_policy_distill", "teacher_distill", "entropy_regularised"]
+size = [5, 6]
+"""
+FAST = ["--reps", "200", "--permutations", "199"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> tuple[Path, str, str]:
+    """A study with one failed cell (it raises) and one missing cell (its folder removed)."""
+    import study.cells as cells_module
+
+    root = tmp_path_factory.mktemp("analysis") / "small"
+    study = parse_study(SMALL)
+    failing, missing = study.cells[1], study.cells[4]
+    real = cells_module.run_cells
+
+    def flaky(cells):
+        if any(c.id == failing.id for c in cells):
+            raise RuntimeError("deliberate failure")
+        return real(cells)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cells_module, "run_cells", flaky)
+        report = run_study(study, root, workers=1)
+    assert report.failed == [failing.id]
+    shutil.rmtree(root / missing.id)
+    return root, failing.id, missing.id
+
+
+def test_loading_counts_every_cell_and_keeps_failures_visible(folder):
+    root, failing, missing = folder
+    r = load_results(root)
+    status = r.cells.set_index("cell")["status"]
+    assert len(r.cells) == 12 and status[failing] == "failed" and status[missing] == "missing"
+    assert (status == "done").sum() == 10
+    assert "deliberate failure" in r.errors[failing]
+    assert r.arm_keys == ["variant"] and r.task_keys == ["size"]
+    assert r.arms == ["on_policy_distill", "teacher_distill", "entropy_regularised"]
+    assert r.tasks == ["size=5", "size=6"]
+    counts = r.counts().set_index("arm")
+    assert counts.to_numpy().sum() == 12 and counts[["failed", "missing"]].to_numpy().sum() == 2
+    assert len(r.runs) == 10 * 3  # one run per MDP of each finished cell
+    assert set(r.runs["cell"]) == set(status[status == "done"].index)
+
+
+def test_scores_are_normalised_between_random_and_teacher_with_optimal_shown(folder):
+    runs = load_results(folder[0]).runs
+    expected = (runs["return"] - runs["random_score"]) / (runs["teacher_score"] - runs["random_score"])
+    np.testing.assert_allclose(runs["return_norm"], expected, rtol=1e-5, atol=1e-6)
+    # a softmax teacher (tau 0.3) is no better than optimal: the optimal policy sits at or above 1
+    assert (runs["optimal_norm"] >= 1 - 1e-6).all() and (runs["optimal_score"] >= runs["teacher_score"] - 1e-6).all()
+
+
+@pytest.fixture(scope="module")
+def analysed(folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "analysis"
+    analyze(folder[0], out, Options(reps=200, permutations=199, plan_seeds=True))
+    return out
+
+
+def test_report_tables_and_figures_are_written(analysed, folder):
+    for name in ("aggregates", "final", "improvement", "tests", "anova", "curve_metrics", "status", "failed",
+                 "seed_plan", "per_task", "references"):
+        for suffix in (".csv", ".md", ".tex"):
+            assert (analysed / "tables" / f"{name}{suffix}").stat().st_size > 20, name
+    assert "\\toprule" in (analysed / "tables" / "aggregates.tex").read_text()
+    for name in ("aggregates", "profiles", "improvement", "interaction", "curves", "kl_layout"):
+        for suffix in (".png", ".pdf"):
+            assert (analysed / "figures" / f"{name}{suffix}").stat().st_size > 2000, name
+    md = (analysed / "report.md").read_text()
+    assert "1 failed" in md and "1 missing" in md and folder[1] in md and "deliberate failure" in md
+    assert "figures/aggregates.png" in md
+    page = (analysed / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(list((analysed / "figures").glob("*.png")))
+    assert "src='figures/" not in page and 'src="figures/' not in page  # nothing to fetch: opens alone
+
+
+def test_aggregate_table_matches_a_direct_computation(analysed, folder):
+    runs = load_results(folder[0]).runs
+    agg = pd.read_csv(analysed / "tables" / "aggregates.csv")
+    for arm, sub in runs.groupby("arm"):
+        row = agg[(agg["arm"] == arm) & (agg["statistic"] == "mean")].iloc[0]
+        assert row["estimate"] == pytest.approx(sub["return_norm"].mean())
+        assert row["lo"] <= row["estimate"] <= row["hi"] and row["runs"] == len(sub)
+        med = agg[(agg["arm"] == arm) & (agg["statistic"] == "median")].iloc[0]
+        assert med["estimate"] == pytest.approx(sub["return_norm"].median())
+
+
+def test_anova_covers_factors_and_their_interaction(analysed):
+    anova = pd.read_csv(analysed / "tables" / "anova.csv")
+    assert list(anova["term"]) == ["variant", "size", "variant:size", "Residual"]
+    terms = anova[anova["term"] != "Residual"]
+    assert terms["p"].between(0, 1).all() and terms["p_perm"].between(0, 1).all()
+    assert terms["partial_eta_sq"].between(0, 1).all()
+
+
+def test_tests_cover_every_pair_within_each_task(analysed):
+    tests = pd.read_csv(analysed / "tables" / "tests.csv")
+    assert len(tests) == 3 * 2  # 3 pairs x 2 tasks, one Holm family
+    assert (tests["p_t_holm"] >= tests["p_t"] - 1e-12).all()
+
+
+def test_analysis_is_deterministic_and_replaces_its_previous_output(folder, analysed, tmp_path):
+    out = tmp_path / "again"
+    analyze(folder[0], out, Options(reps=200, permutations=199, plan_seeds=True))
+    for name in ("aggregates.csv", "improvement.csv", "anova.csv", "tests.csv", "seed_plan.csv"):
+        assert (out / "tables" / name).read_bytes() == (analysed / "tables" / name).read_bytes(), name
+    (out / "tables" / "stale.csv").write_text("old")
+    analyze(folder[0], out, Options(reps=200, permutations=199))
+    assert not (out / "tables" / "stale.csv").exists() and not (out / "tables" / "seed_plan.csv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_cli_with_baseline_factors_and_seed_planning(folder, tmp_path):
+    out = tmp_path / "a"
+    args = ["analyze", str(folder[0]), "--out", str(out), "--baseline", "teacher_distill", "--factors",
+            "variant,size", "--plan-seeds", "--delta", "0.1", *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert str(out / "report.html") in result.stdout.replace("\n", "")
+    tests = pd.read_csv(out / "tables" / "tests.csv")
+    assert set(tests["b"]) == {"teacher_distill"} and len(tests) == 2 * 2
+    plan = pd.read_csv(out / "tables" / "seed_plan.csv")
+    assert (plan["delta"] == 0.1).all() and (plan["seeds_needed"] >= 1).all()
+    assert json.loads((out / "analysis.json").read_text())["options"]["baseline"] == "teacher_distill"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--metric", "reward"], "allowed: agreement"),
+    (["--baseline", "nope"], "allowed: on_policy_distill, teacher_distill, entropy_regularised"),
+    (["--factors", "variant,lr"], "allowed: variant, size"),
+    (["--facet", "lr"], "allowed: variant, size, task"),
+    (["--reps", "5"], "allowed: a whole number >= 100"),
+    (["--power", "1.5"], "allowed: between 0 and 1"),
+])
+def test_bad_options_exit_2_and_write_nothing(folder, tmp_path, args, message):
+    out = tmp_path / "a"
+    result = runner.invoke(app, ["analyze", str(folder[0]), "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr.replace("\n", "")
+    assert not out.exists()
+
+
+def test_a_folder_that_is_not_a_study_is_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("x")
+    for target in (tmp_path / "notes", tmp_path / "absent"):
+        result = runner.invoke(app, ["analyze", str(target)])
+        assert result.exit_code == 2 and "study results folder" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["keep.txt"]
+
+
+def test_out_folder_with_other_contents_is_refused(folder, tmp_path):
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "paper.tex").write_text("keep")
+    with pytest.raises(AnalysisError, match="not written by `distill analyze`"):
+        analyze(folder[0], other, Options(reps=200, permutations=199))
+    assert sorted(p.name for p in other.iterdir()) == ["paper.tex"]
+
+
+def test_a_study_with_no_finished_cell_still_reports_its_status(tmp_path):
+    study = parse_study(SMALL)
+    from study.store import Store
+
+    Store.open(tmp_path / "empty", study)
+    outcome = analyze(tmp_path / "empty", None, Options(reps=200, permutations=199))
+    md = outcome.report_md.read_text()
+    assert outcome.missing == 12 and "No finished cells yet" in md
