@@ -121,7 +121,7 @@ def _method(boot: np.ndarray) -> str:
 
 def bca_interval(boot: np.ndarray, estimate: float, jack: np.ndarray, level: float) -> tuple[float, float]:
     """Bias-corrected and accelerated percentiles (Efron 1987), as scipy.stats.bootstrap computes them."""
-    prop = np.mean(boot < estimate)
+    prop = (np.mean(boot < estimate) + np.mean(boot <= estimate)) / 2  # ties count half, as in scipy
     prop = np.clip(prop, 0.5 / len(boot), 1 - 0.5 / len(boot))  # a degenerate bootstrap keeps a finite z0
     z0 = special.ndtri(prop)
     d = jack.mean() - jack
@@ -431,22 +431,27 @@ def _combinations(items: Sequence[str], k: int) -> list[tuple[str, ...]]:
 
 def curve_metrics(curves: pd.DataFrame, metric: str, *, threshold: float | None = None) -> pd.DataFrame:
     """Per run (cell, mdp): the area under the curve as the average value over training (trapezoid over
-    the evaluation steps, divided by their span), and the first step at which the metric reaches
-    ``threshold`` (NaN when it never does)."""
-    data = curves[curves["metric"] == metric][["cell", "mdp", "step", "value"]]
-    data = data.sort_values(["cell", "mdp", "step"])
-    wide = data.pivot_table(index=["cell", "mdp"], columns="step", values="value", observed=True)
-    steps = wide.columns.to_numpy(dtype=float)
-    values = wide.to_numpy(dtype=float)
-    span = steps[-1] - steps[0] if len(steps) > 1 else 1.0
-    auc = np.trapezoid(values, steps, axis=1) / span if len(steps) > 1 else values[:, 0]
-    out = pd.DataFrame({"cell": wide.index.get_level_values("cell").astype(str),
-                        "mdp": wide.index.get_level_values("mdp"), "auc": auc})
+    the run's own evaluation steps, divided by their span), and the first step at which the metric
+    reaches ``threshold`` (NaN when it never does). Runs may be evaluated at different steps."""
+    data = curves.loc[curves["metric"] == metric, ["cell", "mdp", "step", "value"]].copy()
+    data["cell"] = data["cell"].astype(str)
+    data = data.sort_values(["cell", "mdp", "step"], kind="stable").reset_index(drop=True)
+    run = data.groupby(["cell", "mdp"], sort=False).ngroup().to_numpy()
+    step = data["step"].to_numpy(dtype=float)
+    value = data["value"].to_numpy(dtype=float)
+    same = run[1:] == run[:-1]
+    pieces = np.where(same, np.diff(step) * (value[1:] + value[:-1]) / 2, 0.0)
+    n_runs = int(run.max()) + 1 if len(run) else 0
+    area = np.bincount(run[1:], weights=pieces, minlength=n_runs)
+    keys = data.drop_duplicates(subset=["cell", "mdp"])[["cell", "mdp"]].reset_index(drop=True)
+    span = data.groupby(run)["step"].agg(lambda x: x.max() - x.min()).to_numpy(dtype=float)
+    single = data.groupby(run)["value"].first().to_numpy(dtype=float)
+    keys["auc"] = np.where(span > 0, area / np.where(span > 0, span, 1.0), single)
     if threshold is not None:
-        reached = values >= threshold
-        first = np.where(reached.any(1), steps[np.argmax(reached, axis=1)], np.nan)
-        out["steps_to_threshold"] = first
-    return out
+        hit = data[value >= threshold].assign(run=run[value >= threshold])
+        reached = hit.groupby("run")["step"].min()
+        keys["steps_to_threshold"] = reached.reindex(range(n_runs)).to_numpy(dtype=float)
+    return keys
 
 
 # ---- seed planning ------------------------------------------------------------------------------------
@@ -454,13 +459,21 @@ def curve_metrics(curves: pd.DataFrame, metric: str, *, threshold: float | None 
 
 def seeds_needed(sd: float, delta: float, *, power: float = 0.8, alpha: float = 0.05) -> float:
     """Runs per arm for a two-sided two-sample t-test to detect ``delta`` with ``power`` (noncentral t)."""
+    import warnings
+
     from statsmodels.stats.power import TTestIndPower
 
     if not (sd > 0 and delta > 0):
         return float("nan")
-    n = TTestIndPower().solve_power(effect_size=delta / sd, alpha=alpha, power=power, ratio=1.0,
-                                    alternative="two-sided")
-    return float(np.ceil(max(n, 2.0)))
+    analysis = TTestIndPower()
+    effect = delta / sd
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the solver warns and gives NaN for very large effects
+        n = analysis.solve_power(effect_size=effect, alpha=alpha, power=power, ratio=1.0, alternative="two-sided")
+    n = 2.0 if not np.isfinite(n) else float(np.ceil(max(n, 2.0)))
+    while analysis.power(effect_size=effect, nobs1=n, alpha=alpha, alternative="two-sided") < power:
+        n += 1.0  # the solver's root can fall a hair short of the power asked for
+    return n
 
 
 def plan_seeds(runs: pd.DataFrame, value: str, arms: Sequence[str], *, delta: float | None = None,

@@ -144,7 +144,7 @@ def test_analysis_is_deterministic_and_replaces_its_previous_output(folder, anal
 def test_cli_with_baseline_factors_and_seed_planning(folder, tmp_path):
     out = tmp_path / "a"
     args = ["analyze", str(folder[0]), "--out", str(out), "--baseline", "teacher_distill", "--factors",
-            "variant,size", "--plan-seeds", "--delta", "0.1", *FAST]
+            "variant,size", "--facet", "size", "--plan-seeds", "--delta", "0.1", *FAST]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert str(out / "report.html") in result.stdout.replace("\n", "")
