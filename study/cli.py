@@ -16,9 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from analysis.load import AnalysisError
+from study.envs import EnvError
 from study.grid import StudyError
 from study.output import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
+from study.teacher import TeacherError
 from variants import VariantError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ bench_app = typer.Typer(help="Benchmarks (speed targets live here, not in tests)
 app.add_typer(bench_app, name="bench")
 grid_app = typer.Typer(help="Factorial study grids from TOML files.", no_args_is_help=True)
 app.add_typer(grid_app, name="grid")
+teacher_app = typer.Typer(help="Teachers of the network tiers: train (DQN, PPO) and evaluate.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
 
 out = Console()
 err = Console(stderr=True)
@@ -47,7 +51,8 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (VariantError, MDPError, UsageError, OutputError, StudyError, AnalysisError) as exc:
+        except (VariantError, MDPError, UsageError, OutputError, StudyError, AnalysisError, EnvError,
+                TeacherError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # an output path that cannot be written
@@ -317,6 +322,82 @@ def bench_stats_cmd(
     out.print(f"machine: {result.machine}")
     if json_path is not None:
         write_json(json_path, dataclasses.asdict(result))
+
+
+@teacher_app.command("train", epilog="Example: distill teacher train minatar/breakout --algo dqn --steps 1000000 "
+                                        "--out results/teachers/minatar-breakout.pt")
+@cli_errors
+def teacher_train_cmd(
+    env: Annotated[str, typer.Argument(help="minatar/GAME or atari/GAME (or a gymnasium id such as ALE/Pong-v5).")],
+    algo: Annotated[str, typer.Option(help="dqn (Q-values, what Rusu et al. distil) or ppo (logits and a "
+                                           "value).")] = "dqn",
+    steps: Annotated[int, typer.Option(help="Agent steps, all environments together (Atari: 4 frames each).")]
+    = 1_000_000,
+    out_path: Annotated[Path, typer.Option("--out", help="The teacher file to write.")] = Path("teacher.pt"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt after an interruption.")] = False,
+    device: Annotated[str, typer.Option(help="auto (the GPU when present), cpu, cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the networks, the environments and exploration.")] = 0,
+    sticky: Annotated[float | None, typer.Option(help="Sticky-action probability (default: MinAtar 0.1, "
+                                                      "Atari 0.25).")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Agent steps between checkpoints (default: "
+                                                               "steps / 20, at least 10,000).")] = None,
+    eval_episodes: Annotated[int, typer.Option(help="Whole episodes in the final evaluation.")] = 30,
+    eval_epsilon: Annotated[float, typer.Option(help="Exploration of a DQN teacher while evaluated.")] = 0.05,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (one per job when several run).")] = 1,
+) -> None:
+    """Train a teacher, checkpointing as it goes; evaluate it and write the teacher file, its checkpoint
+    (OUT.ckpt) and learning curve (OUT.curve.csv)."""
+    import torch
+
+    from study.rl.train import parse_env, train_teacher
+
+    spec = parse_env(env, sticky)
+    if threads < 1:
+        raise UsageError(f"--threads {threads}; allowed: >= 1")
+    torch.set_num_threads(threads)
+    with _progress() as bar:
+        task = bar.add_task(f"{algo} on {spec.id}", total=steps)
+
+        def update(step: int, total: int, recent: float) -> None:
+            bar.update(task, completed=min(step, total),
+                       description=f"{algo} on {spec.id}: recent score {recent:.2f}")
+
+        try:
+            result = train_teacher(spec, algo, steps, out_path, resume=resume, device=device, seed=seed,
+                                   checkpoint_every=checkpoint_every, eval_episodes=eval_episodes,
+                                   eval_epsilon=eval_epsilon, progress=update)
+        except KeyboardInterrupt:
+            err.print(f"interrupted; continue from the last checkpoint with: distill teacher train {env} --algo "
+                      f"{algo} --steps {steps} --out {out_path} --resume", soft_wrap=True)
+            raise typer.Exit(130) from None
+    m = result.meta
+    out.print(f"{m.env_spec.id}: {m.algo} teacher after {m.steps:,} agent steps ({result.seconds:.0f} s, "
+              f"{result.steps_per_second:,.0f} steps/s); score {m.eval_mean:.2f} +- {m.eval_std:.2f} over "
+              f"{m.eval_episodes} episodes", soft_wrap=True)
+    out.print(f"teacher: {result.path}; curve: {result.curve}", soft_wrap=True)
+
+
+@teacher_app.command("eval", epilog="Example: distill teacher eval results/teachers/minatar-breakout.pt")
+@cli_errors
+def teacher_eval_cmd(
+    path: Annotated[Path, typer.Argument(help="A teacher file.")],
+    episodes: Annotated[int, typer.Option(help="Whole episodes to play.")] = 30,
+    epsilon: Annotated[float, typer.Option(help="Exploration of a DQN teacher.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the environments and of exploration.")] = 0,
+) -> None:
+    """Mean and spread of a teacher's unclipped score over whole episodes."""
+    import numpy as np
+
+    from study.rl.train import eval_teacher
+
+    if episodes < 1 or not 0 <= epsilon <= 1:
+        raise UsageError(f"--episodes {episodes} / --epsilon {epsilon}; allowed: episodes >= 1, 0 <= epsilon <= 1")
+    with err.status("playing"):
+        teacher, scores = eval_teacher(path, episodes, epsilon, seed)
+    m = teacher.meta
+    out.print(f"{m.env_spec.id} ({m.algo}, {m.steps:,} training steps): score {scores.mean():.2f} +- "
+              f"{scores.std(ddof=1) if len(scores) > 1 else 0.0:.2f} (sd) over {len(scores)} episodes; "
+              f"median {np.median(scores):.1f}, min {scores.min():.1f}, max {scores.max():.1f}", soft_wrap=True)
 
 
 @grid_app.command("plan", epilog="Example: distill grid plan demo")

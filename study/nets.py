@@ -55,6 +55,7 @@ class Net(nn.Module):
                  value_head: bool = False) -> None:
         super().__init__()
         c, h, w = obs_shape
+        self.obs_shape = (c, h, w)
         self.trunk = Trunk(arch, c, (h, w), width)
         self.head = nn.Linear(self.trunk.out_features, n_actions)
         self.value = nn.Linear(self.trunk.out_features, 1) if value_head else None

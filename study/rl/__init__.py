@@ -1,0 +1,1 @@
+"""Reinforcement learning of teachers: DQN and PPO."""

@@ -1,0 +1,144 @@
+"""Double DQN (Mnih et al. 2015; van Hasselt et al. 2016) on vector envs: the Q-value teachers Rusu et
+al. distil. Rewards are clipped to [-1, 1] for learning only; the curve records unclipped scores.
+
+Truncated episodes (the frame cap) are treated as ends for the targets: a
+small bias that keeps the replay memory free of the envs' final observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from study.envs import EnvSpec, VecEnv
+from study.nets import Net
+from study.rl.common import Curve, act_greedy, restore_rng, resumed_seed, rng_state, seed_everything
+
+
+@dataclass
+class DQNConfig:
+    num_envs: int = 4
+    buffer: int = 100_000
+    batch: int = 32
+    lr: float = 1e-4
+    gamma: float = 0.99
+    target_every: int = 2_000  # updates between target-network copies
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_fraction: float = 0.1  # of the training steps
+    learn_start: int = 5_000  # transitions before the first update
+    updates_per_step: int = 1  # per vector step (num_envs transitions)
+    width: float = 1.0
+
+    @classmethod
+    def for_tier(cls, tier: str) -> DQNConfig:
+        """Atari observations are 56 KB a transition: a smaller memory fits a 24 GB machine."""
+        return cls(num_envs=8, buffer=50_000, lr=6.25e-5, eps_end=0.01, learn_start=20_000) if tier == "atari" \
+            else cls()
+
+
+class Replay:
+    """A circular memory of transitions; its arrays go into checkpoints whole."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...]) -> None:
+        self.obs = np.zeros((capacity, *obs_shape), dtype=np.uint8)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=np.uint8)
+        self.action = np.zeros(capacity, dtype=np.int64)
+        self.reward = np.zeros(capacity, dtype=np.float32)
+        self.done = np.zeros(capacity, dtype=np.float32)
+        self.capacity, self.size, self.pos = capacity, 0, 0
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+            done: np.ndarray) -> None:
+        idx = (self.pos + np.arange(len(obs))) % self.capacity
+        self.obs[idx], self.action[idx], self.reward[idx] = obs, action, reward
+        self.next_obs[idx], self.done[idx] = next_obs, done
+        self.pos = int((self.pos + len(obs)) % self.capacity)
+        self.size = int(min(self.size + len(obs), self.capacity))
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        idx = rng.integers(0, self.size, n)
+        return self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.done[idx]
+
+    def state(self) -> dict[str, Any]:
+        n = self.size
+        return {"obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
+                "action": torch.from_numpy(self.action[:n].copy()), "reward": torch.from_numpy(self.reward[:n].copy()),
+                "done": torch.from_numpy(self.done[:n].copy()), "pos": self.pos, "size": n}
+
+    def load(self, state: dict[str, Any]) -> None:
+        n = state["size"]
+        for key in ("obs", "next_obs", "action", "reward", "done"):
+            getattr(self, key)[:n] = state[key].numpy()
+        self.size, self.pos = n, state["pos"]
+
+
+def train_dqn(spec: EnvSpec, steps: int, cfg: DQNConfig, *, seed: int, device: torch.device,
+              resume: dict[str, Any] | None, checkpoint: Callable[[dict[str, Any]], None], checkpoint_every: int,
+              progress: Callable[[int, float], None]) -> tuple[Net, Curve, int]:
+    """Train for ``steps`` agent steps (all envs together); returns the online network and the curve."""
+    rng = seed_everything(seed)
+    env = VecEnv(spec, cfg.num_envs, seed)
+    net = Net("minatar" if spec.tier == "minatar" else "nature", env.obs_shape, env.n_actions, cfg.width).to(device)
+    target = Net(net.trunk.arch, env.obs_shape, env.n_actions, cfg.width).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1.5e-4)
+    memory = Replay(cfg.buffer, env.obs_shape)
+    curve, step, updates = Curve([]), 0, 0
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        target.load_state_dict(resume["target"])
+        opt.load_state_dict(resume["optimizer"])
+        memory.load(resume["replay"])
+        curve = Curve([(int(s), float(v)) for s, v in resume["curve"].tolist()])
+        step, updates = int(resume["step"]), int(resume["updates"])
+        rng = restore_rng(resume["rng"])
+        env.close()
+        env = VecEnv(spec, cfg.num_envs, resumed_seed(seed, step))  # fresh episodes, not the first ones again
+    else:
+        target.load_state_dict(net.state_dict())
+    obs = env.reset()
+    next_save = (step // checkpoint_every + 1) * checkpoint_every
+    while step < steps:
+        eps = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * step / (cfg.eps_fraction * steps))
+        with torch.no_grad():
+            q = net(torch.as_tensor(obs, device=device))
+        actions = act_greedy(q, eps, rng)
+        next_obs, reward, terminated, truncated = env.step(actions)
+        done = terminated | truncated
+        memory.add(obs, actions, np.clip(reward, -1, 1), next_obs, done.astype(np.float32))
+        obs = next_obs
+        step += cfg.num_envs
+        curve.add(step, env.finished)
+        if memory.size >= cfg.learn_start:
+            for _ in range(cfg.updates_per_step):
+                _update(net, target, opt, memory.sample(cfg.batch, rng), cfg.gamma, device)
+                updates += 1
+                if updates % cfg.target_every == 0:
+                    target.load_state_dict(net.state_dict())
+        if step >= next_save or step >= steps:
+            checkpoint({"net": net.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+                        "replay": memory.state(), "curve": curve.as_tensor(), "step": step, "updates": updates,
+                        "rng": rng_state(rng), "config": asdict(cfg)})
+            next_save += checkpoint_every
+        progress(step, curve.recent())
+    env.close()
+    return net, curve, step
+
+
+def _update(net: Net, target: Net, opt: torch.optim.Optimizer, batch: tuple[np.ndarray, ...], gamma: float,
+            device: torch.device) -> None:
+    obs, action, reward, next_obs, done = (torch.as_tensor(x, device=device) for x in batch)
+    with torch.no_grad():
+        best = net(next_obs).argmax(-1, keepdim=True)  # double DQN: the online net picks, the target rates
+        y = reward + gamma * (1 - done) * target(next_obs).gather(1, best).squeeze(1)
+    q = net(obs).gather(1, action.unsqueeze(1)).squeeze(1)
+    loss = F.smooth_l1_loss(q, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+    opt.step()

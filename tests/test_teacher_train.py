@@ -1,0 +1,94 @@
+"""Teacher training: the teacher file, checkpoints, resume after an interruption, and bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from study.cli import app
+from study.envs import EnvSpec
+from study.rl.common import pick_device
+from study.rl.train import parse_env, paths, train_teacher
+from study.teacher import Teacher, TeacherError
+
+runner = CliRunner()
+SPEC = EnvSpec("minatar", "breakout")
+SMALL_DQN = {"learn_start": 64, "buffer": 2_000, "batch": 8}
+
+
+@pytest.mark.parametrize(("algo", "steps", "config"), [("ppo", 2_048, {"rollout": 32}), ("dqn", 400, SMALL_DQN)])
+def test_training_writes_a_teacher_file_with_its_curve_and_checkpoint(tmp_path, algo, steps, config):
+    out = tmp_path / f"{algo}.pt"
+    result = train_teacher(SPEC, algo, steps, out, device="cpu", checkpoint_every=256, eval_episodes=2,
+                           config=config)
+    teacher = Teacher.load(out, SPEC)
+    m = teacher.meta
+    assert m.algo == algo and m.steps >= steps and m.eval_episodes == 2 and m.obs_shape == [4, 10, 10]
+    assert m.n_actions == 3 and m.eval_mean is not None and m.env == SPEC.to_dict()
+    assert teacher.outputs(torch.zeros(1, 4, 10, 10, dtype=torch.uint8)).shape == (1, 3)
+    ckpt, curve = paths(out)
+    assert ckpt.is_file() and curve == result.curve
+    rows = list(csv.DictReader(curve.open()))
+    assert rows and all(float(r["score"]) >= 0 for r in rows)  # unclipped Breakout scores
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "t.pt"
+    seen: list[int] = []
+
+    def stop_after_checkpoint(step: int, total: int, recent: float) -> None:
+        seen.append(step)
+        if step >= 800:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(SPEC, "dqn", 2_000, out, device="cpu", checkpoint_every=400, eval_episodes=1,
+                      config=SMALL_DQN, progress=stop_after_checkpoint)
+    ckpt, _ = paths(out)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 800 and not out.exists()  # the checkpoint holds the work; no teacher yet
+    assert saved["replay"]["size"] == 800 and len(saved["curve"]) > 0
+    with pytest.raises(TeacherError, match="a training checkpoint exists"):
+        train_teacher(SPEC, "dqn", 2_000, out, device="cpu", config=SMALL_DQN)
+    with pytest.raises(TeacherError, match="this run asks for"):
+        train_teacher(EnvSpec("minatar", "asterix"), "dqn", 2_000, out, resume=True, device="cpu")
+    resumed: list[int] = []
+    result = train_teacher(SPEC, "dqn", 2_000, out, resume=True, device="cpu", checkpoint_every=400,
+                           eval_episodes=1, progress=lambda s, t, r: resumed.append(s))
+    assert resumed[0] == 804 and result.meta.steps == 2_000  # went on from step 800, not from 0
+    assert Teacher.load(out).meta.steps == 2_000
+
+
+def test_resume_without_a_checkpoint_and_other_bad_input_exit_2(tmp_path):
+    out = tmp_path / "t.pt"
+    result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "no checkpoint" in result.stderr
+    result = runner.invoke(app, ["teacher", "train", "minatar/pong", "--out", str(out)])
+    assert result.exit_code == 2 and "allowed: breakout" in result.stderr.replace("\n", "")
+    result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--algo", "a2c", "--out", str(out)])
+    assert result.exit_code == 2 and "allowed: dqn, ppo" in result.stderr
+    result = runner.invoke(app, ["teacher", "eval", str(tmp_path / "absent.pt")])
+    assert result.exit_code == 2 and "no such teacher file" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_env_names_and_devices():
+    assert parse_env("MinAtar/SpaceInvaders-v1") == EnvSpec("minatar", "space_invaders")
+    assert parse_env("ALE/Pong-v5") == EnvSpec("atari", "pong") == parse_env("atari/pong")
+    assert parse_env("atari/pong", sticky=0.0).sticky == 0.0
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="no GPU is present"):
+            pick_device("cuda")
+
+
+def test_teacher_eval_reports_the_score(tmp_path):
+    out = tmp_path / "t.pt"
+    train_teacher(SPEC, "ppo", 256, out, device="cpu", eval_episodes=1, config={"rollout": 32})
+    result = runner.invoke(app, ["teacher", "eval", str(out), "--episodes", "3"])
+    assert result.exit_code == 0, result.output
+    assert "over 3 episodes" in result.stdout.replace("\n", " ")
