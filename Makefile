@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint claims bench clean
+.PHONY: setup demo test lint claims bench teachers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ claims: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/distill bench tabular
+
+# The committed MinAtar teachers: DQN, 1M agent steps each, on the CPU (resumes an interrupted game).
+MINATAR_GAMES := breakout space_invaders asterix freeway seaquest
+teachers: $(STAMP)
+	for g in $(MINATAR_GAMES); do \
+		out=results/teachers/minatar-$$g.pt; \
+		if [ -f $$out ]; then continue; fi; \
+		resume=; if [ -f $$out.ckpt ]; then resume=--resume; fi; \
+		$(BIN)/distill teacher train minatar/$$g --algo dqn --steps 1000000 --out $$out --eval-episodes 30 $$resume || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis import plots, stats
 from analysis.load import NORMALISED, AnalysisError, Results, higher_is_better, load_results
-from analysis.report import Figure, Report, Table
+from analysis.report import Figure, Report, Section, Table
 from analysis.tables import number, pvalue, with_interval, write_table
 from study.output import write_text
 from study.store import pid_alive
@@ -68,7 +68,10 @@ def check_options(results: Results, opt: Options) -> Options:
                             f"{', '.join(results.metrics)}")
     if opt.baseline is not None and opt.baseline not in results.arms:
         raise AnalysisError(f"--baseline {opt.baseline!r}: not a variant of study {results.name!r}; allowed: "
-                            f"{', '.join(results.arms)}")
+                            f"{'; '.join(results.arms)}")
+    if opt.baseline is not None and len(results.runs) and not (results.runs["arm"] == opt.baseline).any():
+        raise AnalysisError(f"--baseline {opt.baseline!r}: has no finished runs yet; allowed: an arm with "
+                            f"finished runs: {'; '.join(dict.fromkeys(results.runs['arm']))}")
     allowed = results.factors
     if opt.factors is not None:
         bad = [f for f in opt.factors if f not in allowed]
@@ -165,9 +168,12 @@ def _build(results: Results, opt: Options, out: Path, say: Callable[[str], None]
               f"failed, {total['running']} running, {total['missing']} missing of {len(results.cells)}. "
               f"Runs (trained students) analysed: {len(runs)}. Arms compared: {len(results.arms)}; tasks: "
               f"{len(results.tasks)} ({', '.join(results.tasks)}).")
+    resampled = ("the MDPs of each task (every seed trains on the same MDPs), then the seeds within each "
+                 "drawn MDP" if results.clustered else "the seeds within each task")
     intro.add(f"Metric: `{metric}` ({'higher' if higher_is_better(metric) else 'lower'} is better). "
-              f"Intervals: {opt.level:.0%} stratified bootstrap over runs within each task, {opt.reps} "
-              f"resamples, seed {opt.seed}.")
+              f"Intervals: {opt.level:.0%} bootstrap resampling {resampled}; {opt.reps} resamples, seed "
+              f"{opt.seed}. Tests, the ANOVA and seed planning use {results.unit_name} as independent units"
+              + (" (each MDP's seeds averaged)." if results.clustered else "."))
     if results.task_keys or results.arm_keys:
         intro.add(f"Arms differ in: {', '.join(results.arm_keys) or 'nothing'}; tasks differ in: "
                   f"{', '.join(results.task_keys) or 'nothing'}.")
@@ -184,20 +190,43 @@ def _build(results: Results, opt: Options, out: Path, say: Callable[[str], None]
                   "again.")
         return report, headline
 
+    compared = _common_tasks(results, intro, headline)
     say("aggregates")
-    _aggregates(report, results, opt, tables, figures, headline)
+    _aggregates(report, results, compared, opt, tables, figures, headline)
     say("probability of improvement")
-    _improvement(report, results, opt, tables, figures)
+    _improvement(report, results, compared, opt, tables, figures)
     say("pairwise tests")
     _tests(report, results, opt, tables, headline)
     say("factorial ANOVA")
-    _anova(report, results, opt, tables, figures, headline)
+    _anova(report, results, compared, opt, tables, figures, headline)
     say("learning curves")
     _curves(report, results, opt, tables, figures)
     if opt.plan_seeds:
         say("seed planning")
         _seed_plan(report, results, opt, tables)
     return report, headline
+
+
+def _common_tasks(results: Results, intro: Section, headline: list[str]) -> pd.DataFrame:
+    """The runs on tasks every arm has finished runs on: comparing an arm's easy tasks with another's
+    hard ones would compare the tasks, not the arms."""
+    runs = results.runs
+    have = runs.groupby("task", observed=True)["arm"].nunique()
+    with_runs = runs["arm"].nunique()
+    common = [t for t in results.tasks if have.get(t, 0) == with_runs]
+    if len(common) == runs["task"].nunique():
+        return runs
+    if not common:
+        intro.add("**No task has finished runs of every arm**: the aggregate comparisons below pool each arm's "
+                  "own tasks and are confounded with the tasks; read the per-task table instead.")
+        headline.append("no task has runs of every arm: aggregates are confounded with tasks")
+        return runs
+    left = sorted(set(results.tasks) - set(common))
+    intro.add(f"**Arms cover different tasks.** Aggregates, probabilities of improvement, profiles and the "
+              f"heatmap use the {len(common)} task(s) every arm ran ({', '.join(common)}); "
+              f"{', '.join(left)} appear only in the per-task table and the tests.")
+    headline.append(f"aggregates use the tasks every arm ran: {', '.join(common)}")
+    return runs[runs["task"].isin(common)]
 
 
 def _table(folder: Path, name: str, data: pd.DataFrame, display: pd.DataFrame, caption: str) -> Table:
@@ -209,14 +238,17 @@ def _figure(paths: list[Path], caption: str) -> Figure:
     return Figure(next(p for p in paths if p.suffix == ".png"), caption)
 
 
-def _for_plot(frame: pd.DataFrame) -> pd.DataFrame:
-    """Figures colour by ``variant``: the arm."""
-    return frame.drop(columns=[c for c in ("variant",) if c in frame]).rename(columns={"arm": "variant"})
+def _for_plot(frame: pd.DataFrame, facet: str | None = None) -> pd.DataFrame:
+    """Figures colour by ``variant``: the arm. Arms without a facet value (include cells) get their own row."""
+    frame = frame.drop(columns=[c for c in ("variant",) if c in frame]).rename(columns={"arm": "variant"})
+    if facet and facet in frame and frame[facet].isna().any():
+        frame = frame.assign(**{facet: frame[facet].astype(object).where(frame[facet].notna(), "unset")})
+    return frame
 
 
-def _aggregates(report: Report, results: Results, opt: Options, tables: Path, figures: Path,
+def _aggregates(report: Report, results: Results, runs: pd.DataFrame, opt: Options, tables: Path, figures: Path,
                 headline: list[str]) -> None:
-    metric, runs = opt.metric, results.runs
+    metric = opt.metric
     normalised = metric == NORMALISED
     names = list(stats.AGGREGATES) if normalised else ["mean", "median", "iqm"]
     agg = stats.aggregates(runs, metric, results.arms, statistics=names, reps=opt.reps, level=opt.level,
@@ -231,7 +263,8 @@ def _aggregates(report: Report, results: Results, opt: Options, tables: Path, fi
         display[STAT_NAMES[name]] = [with_interval(*sub.loc[a, ["estimate", "lo", "hi"]]) for a in results.arms]
     display["runs"] = [int(agg[(agg["arm"] == a)]["runs"].iloc[0]) for a in results.arms]
     sec.add(_table(tables, "aggregates", agg, display,
-                   f"{metric}: estimate [{opt.level:.0%} percentile interval]; BCa intervals in the CSV"))
+                   f"{metric}: estimate [{opt.level:.0%} percentile interval]; BCa intervals in the CSV "
+                   f"(left out above {stats.JACKKNIFE_UNITS} units)"))
     reference = None
     if normalised and runs["optimal_norm"].notna().any():
         opt_scores = runs["optimal_norm"].to_numpy(dtype=float)
@@ -247,15 +280,17 @@ def _aggregates(report: Report, results: Results, opt: Options, tables: Path, fi
                                               statistics=tuple(names), reference=reference,
                                               xlabel="normalised score" if normalised else metric),
                     f"Aggregate {metric} per arm with {opt.level:.0%} stratified-bootstrap intervals"))
-    lo, hi = np.nanquantile(runs[metric].to_numpy(dtype=float), [0.0, 1.0])
-    if normalised:
-        lo, hi = min(lo, 0.0), max(hi, 1.0)
-    profile = stats.performance_profile(runs, metric, results.arms, np.linspace(lo, hi, 101), reps=opt.reps,
-                                        level=opt.level, seed=opt.seed)
-    write_text(tables / "profiles.csv", profile.to_csv(index=False))
-    sec.add(_figure(plots.performance_profiles(profile.rename(columns={"arm": "variant"}), figures / "profiles",
-                                               variants=results.arms, xlabel=f"{metric} tau"),
-                    "Performance profiles: fraction of runs scoring above tau, with bootstrap bands"))
+    if higher_is_better(metric):
+        lo, hi = np.nanquantile(runs[metric].to_numpy(dtype=float), [0.0, 1.0])
+        if normalised:
+            lo, hi = min(lo, 0.0), max(hi, 1.0)
+        profile = stats.performance_profile(runs, metric, results.arms, np.linspace(lo, hi, 101), reps=opt.reps,
+                                            level=opt.level, seed=opt.seed)
+        write_text(tables / "profiles.csv", profile.to_csv(index=False))
+        sec.add(_figure(plots.performance_profiles(profile.rename(columns={"arm": "variant"}),
+                                                   figures / "profiles", variants=results.arms,
+                                                   xlabel=f"{metric} threshold"),
+                        "Performance profiles: fraction of runs scoring above each threshold, with bootstrap bands"))
     final = final_metrics(results, opt)
     sec.add(_table(tables, "final", final, _final_display(final, results),
                    f"Every recorded metric at the end of training: mean over runs [{opt.level:.0%} stratified "
@@ -264,11 +299,18 @@ def _aggregates(report: Report, results: Results, opt: Options, tables: Path, fi
         per_task = _per_task(runs, metric, results, opt)
         sec.add(_table(tables, "per_task", per_task, per_task,
                        f"Mean {metric} per arm and task [{opt.level:.0%} bootstrap interval]"))
-    best = agg[agg["statistic"] == "iqm"].set_index("arm")["estimate"]
-    best = best.idxmax() if higher_is_better(metric) else best.idxmin()
-    row = agg[(agg["arm"] == best) & (agg["statistic"] == "iqm")].iloc[0]
-    headline.append(f"best IQM {metric}: {best} {with_interval(row['estimate'], row['lo'], row['hi'])}")
-    sec.add(f"Best interquartile mean: **{best}**, {with_interval(row['estimate'], row['lo'], row['hi'])}.")
+    iqms = agg[agg["statistic"] == "iqm"].dropna(subset=["estimate"]).set_index("arm")
+    if len(iqms) > 1:
+        best = iqms["estimate"].idxmax() if higher_is_better(metric) else iqms["estimate"].idxmin()
+        row = iqms.loc[best]
+        others = iqms.drop(index=best)
+        overlap = bool(((others["hi"] >= row["lo"]) & (others["lo"] <= row["hi"])).any())
+        text = (f"highest IQM {metric}: {best} {with_interval(row['estimate'], row['lo'], row['hi'])}"
+                if higher_is_better(metric) else
+                f"lowest IQM {metric}: {best} {with_interval(row['estimate'], row['lo'], row['hi'])}")
+        text += " (its interval overlaps another arm's)" if overlap else " (no other arm's interval overlaps)"
+        headline.append(text)
+        sec.add(text[0].upper() + text[1:] + ".")
 
 
 def final_metrics(results: Results, opt: Options) -> pd.DataFrame:
@@ -278,7 +320,7 @@ def final_metrics(results: Results, opt: Options) -> pd.DataFrame:
         sub = results.runs[results.runs["arm"] == arm]
         for metric in _metric_order(results.metrics):
             iv = stats.interval(sub[metric], sub["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
-                                seed=opt.seed, name=f"final|{arm}|{metric}")
+                                seed=opt.seed, name=f"final|{arm}|{metric}", clusters=sub["mdp"])
             rows.append({"arm": arm, "metric": metric, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi})
     return pd.DataFrame(rows)
 
@@ -309,23 +351,27 @@ def _per_task(runs: pd.DataFrame, metric: str, results: Results, opt: Options) -
     for task in results.tasks:
         col = []
         for arm in results.arms:
-            values = runs.loc[(runs["arm"] == arm) & (runs["task"] == task), metric].to_numpy(dtype=float)
-            iv = stats.interval(values, None, stats.mean, reps=opt.reps, level=opt.level, seed=opt.seed,
-                                name=f"{arm}|{task}")
+            sub = runs[(runs["arm"] == arm) & (runs["task"] == task)]
+            iv = stats.interval(sub[metric], None, stats.mean, reps=opt.reps, level=opt.level, seed=opt.seed,
+                                name=f"{arm}|{task}", clusters=sub["mdp"])
             col.append(with_interval(iv.estimate, iv.lo, iv.hi))
         table[task] = col
     return table
 
 
-def _improvement(report: Report, results: Results, opt: Options, tables: Path, figures: Path) -> None:
+def _improvement(report: Report, results: Results, runs: pd.DataFrame, opt: Options, tables: Path,
+                 figures: Path) -> None:
     if len(results.arms) < 2:
         return
-    poi = stats.improvement_matrix(results.runs, opt.metric, results.arms,
+    poi = stats.improvement_matrix(runs, opt.metric, results.arms,
                                    higher_is_better=higher_is_better(opt.metric), reps=opt.reps, level=opt.level,
                                    seed=opt.seed)
     sec = report.section("Probability of improvement")
-    sec.add("P(X > Y): the chance that a run of arm X beats a run of arm Y on the same task (ties count half), "
-            "averaged over tasks; above 0.5 favours X. Intervals resample both arms' runs within each task.")
+    where = "MDP" if results.clustered else "task"
+    sec.add(f"P(X > Y): the chance that a run of arm X beats a run of arm Y on the same {where} (ties count "
+            f"half), averaged over {where}s{' and then tasks' if results.clustered else ''}; above 0.5 favours "
+            "X." + (" Intervals resample the MDPs (the same draw for both arms) and each arm's seeds within them."
+                    if results.clustered else " Intervals resample both arms' seeds within each task."))
     display = poi.copy()
     display["P(x > y)"] = [with_interval(*r) for r in poi[["poi", "lo", "hi"]].to_numpy()]
     display = display[["x", "y", "P(x > y)"]]
@@ -343,39 +389,61 @@ def _improvement(report: Report, results: Results, opt: Options, tables: Path, f
 def _tests(report: Report, results: Results, opt: Options, tables: Path, headline: list[str]) -> None:
     if len(results.arms) < 2:
         return
-    tests = stats.pairwise_tests(results.runs, opt.metric, results.arms, baseline=opt.baseline)
+    units = results.units(opt.metric)
+    tests = stats.pairwise_tests(units, opt.metric, results.arms, baseline=opt.baseline)
+    tests = tests[(tests["n_a"] > 0) & (tests["n_b"] > 0)].reset_index(drop=True)  # pairs that never met
+    if tests.empty:
+        return
+    tested = int(tests["p_t"].notna().sum())
     sec = report.section("Pairwise tests")
     family = "each arm against " + opt.baseline if opt.baseline else "every pair of arms"
-    sec.add(f"Welch's t and Mann-Whitney U, {family}, within each task; p-values Holm-corrected across the "
-            f"{len(tests)} comparisons. Hedges' g and Cliff's delta are positive when the first arm scores "
-            "higher.")
+    sec.add(f"Welch's t and Mann-Whitney U, {family}, within each task, over {results.unit_name}"
+            + (" (each MDP's seeds averaged, since all seeds share the MDPs)" if results.clustered else "")
+            + f"; p-values Holm-corrected across the {tested} comparisons with at least two units a side. "
+            "Hedges' g and Cliff's delta are positive when the first arm scores higher.")
     display = pd.DataFrame({
-        "task": tests["task"], "a": tests["a"], "b": tests["b"], "mean a": tests["mean_a"],
-        "mean b": tests["mean_b"], "Welch p (Holm)": [pvalue(p) for p in tests["p_t_holm"]],
+        "task": tests["task"], "a": tests["a"], "b": tests["b"], "n a": tests["n_a"], "n b": tests["n_b"],
+        "mean a": tests["mean_a"], "mean b": tests["mean_b"],
+        "Welch p (Holm)": [pvalue(p) for p in tests["p_t_holm"]],
         "MWU p (Holm)": [pvalue(p) for p in tests["p_u_holm"]], "Hedges g": tests["hedges_g"],
         "Cliff delta": tests["cliffs_delta"]})
     if len(results.tasks) == 1:
         display = display.drop(columns="task")
     sec.add(_table(tables, "tests", tests, display, "Pairwise tests"))
     both = int(((tests["p_t_holm"] < opt.alpha) & (tests["p_u_holm"] < opt.alpha)).sum())
-    text = f"{both} of {len(tests)} comparisons differ at alpha {opt.alpha} in both tests after Holm's correction."
+    text = f"{both} of {tested} comparisons differ at alpha {opt.alpha} in both tests after Holm's correction."
     sec.add(text)
     headline.append(text)
 
 
-def _anova(report: Report, results: Results, opt: Options, tables: Path, figures: Path,
+def _anova(report: Report, results: Results, runs: pd.DataFrame, opt: Options, tables: Path, figures: Path,
            headline: list[str]) -> None:
     factors = opt.factors or results.factors
     if not factors:
         return
-    table = stats.anova(results.runs, opt.metric, factors, permutations=opt.permutations, seed=opt.seed)
+    units = results.units(opt.metric)
+    block = None
+    if results.clustered and not set(factors) & set(results.task_keys):
+        # arms share the MDPs: partial each MDP out (a task factor varies between MDPs, so it cannot be)
+        units = units.assign(environment=units["task"].astype(str) + "|" + units["unit"].astype(str))
+        block = "environment"
+    table = stats.anova(units, opt.metric, factors, permutations=opt.permutations, seed=opt.seed, block=block)
     if table.empty:
         return
+    used = [t for t in table["term"] if t != "Residual" and ":" not in t]
     sec = report.section("Factorial ANOVA")
-    with_interactions = " with their interactions" if len(factors) > 1 else ""
-    sec.add(f"Type II sums of squares over {', '.join(factors)}{with_interactions} (run-level "
-            f"{opt.metric}), partial eta squared, and a Freedman-Lane permutation test ({opt.permutations} "
-            "permutations) that does not assume normal errors: returns are often heavy-tailed.")
+    with_interactions = " with their interactions" if len(used) > 1 else ""
+    sec.add(f"Type II sums of squares over {', '.join(used)}{with_interactions} ({opt.metric} of "
+            f"{results.unit_name}"
+            + ("; the MDP is a block, partialled out of every model, since every arm trained on the same MDPs"
+               if block else "")
+            + ("; no MDP block, since a task factor varies between MDPs" if results.clustered and not block else "")
+            + f"), partial eta squared, and a Freedman-Lane permutation test ({opt.permutations} permutations) "
+            "that does not assume normal errors: returns are often heavy-tailed.")
+    dropped = table.attrs.get("dropped", 0)
+    if dropped:
+        sec.add(f"{dropped} units of arms that do not set every factor (cells added by an include rule) are left "
+                "out of the ANOVA.")
     display = table.copy()
     display["p"] = [pvalue(p) for p in table["p"]]
     display["p (permutation)"] = [pvalue(p) for p in table["p_perm"]]
@@ -393,9 +461,9 @@ def _anova(report: Report, results: Results, opt: Options, tables: Path, figures
             "; ".join(parts) + "."
     sec.add(text)
     headline.append(text)
-    pair = (opt.factors or results.factors)[:2]
+    pair = used[:2] if opt.factors is None else [f for f in opt.factors if f in used][:2]
     if len(pair) == 2:
-        data = results.runs[[*pair, opt.metric]].dropna()
+        data = runs[[*pair, opt.metric]].dropna()
         sec.add(_figure(plots.interaction_heatmap(data, figures / "interaction", row=pair[0], col=pair[1],
                                                   value=opt.metric, title=f"mean {opt.metric}"),
                         f"Interaction of {pair[0]} and {pair[1]}: mean {opt.metric} per combination"))
@@ -405,12 +473,12 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     curves = results.curves
     facet = opt.facet or ("task" if len(results.tasks) > 1 else None)
     sec = report.section("Learning curves")
-    frame = _for_plot(curves[curves["metric"] == opt.metric])
+    frame = _for_plot(curves[curves["metric"] == opt.metric], facet)
     sec.add(_figure(plots.learning_curves(frame, [opt.metric], figures / "curves", variants=results.arms,
                                           facet=facet),
                     f"{opt.metric} along training: mean over runs with a 95% bootstrap band"))
     if results.tier == "tabular" and set(KL_METRICS) <= set(results.metrics):
-        kl = _for_plot(curves[curves["metric"].isin([*KL_METRICS, NORMALISED])])
+        kl = _for_plot(curves[curves["metric"].isin([*KL_METRICS, NORMALISED])], facet)
         sec.add(_figure(plots.tabular_kl_layout(kl, figures / "kl_layout", variants=results.arms, facet=facet),
                         "KL(pi_T || pi_theta) under the student's, the teacher's and the uniform state "
                         "distribution, beside the normalised return (Czarnecki et al. 2019, Fig. 3 layout)"))
@@ -425,13 +493,13 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     for arm in results.arms:
         a = auc[auc["arm"] == arm]
         iv = stats.interval(a["auc"], a["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
-                            seed=opt.seed, name=f"auc|{arm}")
+                            seed=opt.seed, name=f"auc|{arm}", clusters=a["mdp"])
         row = {"arm": arm, "auc": iv.estimate, "auc_lo": iv.lo, "auc_hi": iv.hi}
         if reach is not None:
             r = reach[reach["arm"] == arm]
             steps = r["steps_to_threshold"].fillna(np.inf).to_numpy(dtype=float)
             med = stats.interval(steps, r["task"].astype(str), stats.median, reps=opt.reps, level=opt.level,
-                                 seed=opt.seed, name=f"reach|{arm}")
+                                 seed=opt.seed, name=f"reach|{arm}", clusters=r["mdp"])
             row.update(reached=float(np.isfinite(steps).mean()) if len(steps) else np.nan,
                        steps_median=med.estimate, steps_lo=med.lo, steps_hi=med.hi)
         rows.append(row)
@@ -441,7 +509,7 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
                                                      data[["auc", "auc_lo", "auc_hi"]].to_numpy()]})
     caption = f"Area under the {opt.metric} curve (its average over training)"
     if reach is not None:
-        display[f"runs reaching {opt.threshold:g}"] = data["reached"]
+        display[f"fraction of runs reaching {opt.threshold:g}"] = data["reached"]
         display[f"median steps to {opt.threshold:g} x teacher"] = [
             with_interval(*r) for r in data[["steps_median", "steps_lo", "steps_hi"]].to_numpy()]
         caption += (f"; steps until the normalised return first reaches {opt.threshold:g} of the teacher's "
@@ -450,16 +518,21 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
 
 
 def _seed_plan(report: Report, results: Results, opt: Options, tables: Path) -> None:
-    plan = stats.plan_seeds(results.runs, opt.metric, results.arms, delta=opt.delta, baseline=opt.baseline,
-                            power=opt.power, alpha=opt.alpha)
+    plan = stats.plan_seeds(results.units(opt.metric), opt.metric, results.arms, delta=opt.delta,
+                            baseline=opt.baseline, power=opt.power, alpha=opt.alpha)
+    unit = results.unit_name
     sec = report.section("Seed planning")
     target = f"a difference of {opt.delta:g}" if opt.delta else "the difference this pilot observed"
-    sec.add(f"Seeds per arm for a two-sided t-test to detect {target} in {opt.metric} with power {opt.power:g} "
-            f"at alpha {opt.alpha:g}, Bonferroni-corrected over the {len(plan)} comparisons; the spread is the "
-            "pilot's pooled standard deviation of run scores, and a seed adds as many runs as in the pilot.")
+    sec.add(f"{unit.capitalize()} per arm and task for a two-sided t-test to detect {target} in {opt.metric} with "
+            f"power {opt.power:g} at alpha {opt.alpha:g}, Bonferroni-corrected over the {len(plan)} comparisons "
+            f"(pairs x tasks, as the tests); the spread is the pilot's pooled within-task standard deviation of "
+            f"{unit}"
+            + (". In the tabular tier the units are MDPs (every seed trains on the same ones): more MDPs, not "
+               "more seeds, narrow the comparison." if results.clustered else "."))
     if plan.empty:
-        sec.add("Too few runs per arm in the pilot to estimate a spread.")
+        sec.add("Too few units per arm in the pilot to estimate a spread.")
         return
-    display = plan[["a", "b", "observed_difference", "sd", "delta", "runs_needed", "runs_per_seed",
-                    "seeds_needed", "pilot_seeds"]]
-    sec.add(_table(tables, "seed_plan", plan, display, "Seeds needed"))
+    display = plan.rename(columns={"units_needed": f"{unit} needed", "pilot_units": f"pilot {unit}"})
+    if len(results.tasks) == 1:
+        display = display.drop(columns="task")
+    sec.add(_table(tables, "seed_plan", plan, display, f"{unit.capitalize()} needed"))

@@ -63,6 +63,30 @@ class Results:
         """Keys that take more than one value across the study's cells."""
         return self.arm_keys + self.task_keys
 
+    @property
+    def clustered(self) -> bool:
+        """Whether tasks hold several environment instances (a tabular cell's MDPs, shared by its seeds)."""
+        return bool(len(self.runs)) and int(self.runs.groupby("task", observed=True)["mdp"].nunique().max()) > 1
+
+    @property
+    def unit_name(self) -> str:
+        return "MDPs" if self.clustered else "seeds"
+
+    def units(self, metric: str) -> pd.DataFrame:
+        """The independent units of comparison: a tabular arm's MDPs (its seeds averaged: every seed
+        trains on the same MDPs), or runs (seeds) where a task is one environment. Columns: arm, task,
+        unit, seeds, the factors, and ``metric``."""
+        keys = ["arm", "task", *self.factors]
+        runs = self.runs[self.runs[metric].notna()]
+        if not self.clustered:
+            out = runs[[*keys, "seed", metric]].rename(columns={"seed": "unit"})
+            return out.assign(seeds=1)
+        grouped = runs.groupby(["arm", "task", "mdp"], observed=True, sort=False)
+        out = grouped[metric].mean().reset_index().rename(columns={"mdp": "unit"})
+        out["seeds"] = grouped[metric].size().to_numpy()
+        first = grouped[self.factors].first().reset_index(drop=True) if self.factors else None
+        return pd.concat([out, first], axis=1) if first is not None else out
+
     def counts(self) -> pd.DataFrame:
         """Cells per arm by status (done, failed, running, missing)."""
         table = pd.crosstab(self.cells["arm"], self.cells["status"]).reindex(self.arms, fill_value=0)
@@ -140,7 +164,8 @@ def _running(root: Path) -> set[str]:
 
 def _error_line(path: Path) -> str:
     try:
-        return str(json.loads(path.read_text()).get("error", "unknown error"))
+        text = str(json.loads(path.read_text()).get("error", "unknown error")).strip()
+        return text.splitlines()[0] if text else "unknown error"  # the traceback stays in error.json
     except (OSError, ValueError):
         return "unreadable error.json"
 

@@ -56,34 +56,87 @@ def stream(seed: int, *names: str) -> np.random.Generator:
 
 @dataclass
 class Strata:
-    """Runs sorted by stratum: ``values[offsets[k]:offsets[k+1]]`` are stratum k's runs."""
+    """Runs sorted by stratum (task) and, within it, by cluster (environment instance: a generated MDP).
+
+    ``values[offsets[k]:offsets[k+1]]`` are stratum k's runs; ``clusters`` gives each run's cluster as
+    an index into ``cluster_start``/``cluster_size`` (one cluster per stratum when none are given).
+    """
 
     values: np.ndarray
     offsets: np.ndarray
     names: list[str]
+    clusters: np.ndarray | None = None
+    cluster_start: np.ndarray | None = None
+    cluster_size: np.ndarray | None = None
+    cluster_names: list[str] | None = None
 
     @classmethod
-    def of(cls, values: Sequence[float], strata: Sequence[object] | None = None) -> Strata:
+    def of(cls, values: Sequence[float], strata: Sequence[object] | None = None,
+           clusters: Sequence[object] | None = None) -> Strata:
         values = np.asarray(values, dtype=float)
         keys = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
         if len(keys) != len(values):
             raise ValueError(f"{len(values)} values but {len(keys)} strata labels")
+        inner = np.zeros(len(values), dtype=int) if clusters is None else np.asarray(clusters)
         keep = ~np.isnan(values)  # infinities stay: "never reached" is a score for steps-to-threshold
-        values, keys = values[keep], keys[keep]
+        values, keys, inner = values[keep], keys[keep], inner[keep]
         names, inverse = np.unique(keys, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
+        inner_names, inner_code = np.unique(inner, return_inverse=True)
+        order = np.lexsort((inner_code, inverse))
         counts = np.bincount(inverse, minlength=len(names))
-        return cls(values[order], np.concatenate([[0], np.cumsum(counts)]), [str(n) for n in names])
+        data = cls(values[order], np.concatenate([[0], np.cumsum(counts)]), [str(n) for n in names])
+        if clusters is not None:
+            pair = inverse[order] * (int(inner_code.max(initial=0)) + 1) + inner_code[order]
+            _, first, code, size = np.unique(pair, return_index=True, return_inverse=True, return_counts=True)
+            data.clusters, data.cluster_start, data.cluster_size = code, first, size
+            data.cluster_names = [str(inner_names[c]) for c in inner_code[order][first]]
+        return data
+
+    @classmethod
+    def of_runs(cls, runs: pd.DataFrame, value: str, sign: float = 1.0) -> Strata:
+        """A runs frame's values stratified by ``task`` and clustered by ``mdp`` (the environment instance;
+        seeds share a tabular cell's MDPs, so its runs are not independent across seeds)."""
+        clusters = runs["mdp"].to_numpy() if "mdp" in runs else None
+        return cls.of(sign * runs[value].to_numpy(dtype=float), runs["task"].astype(str).to_numpy(), clusters)
+
+    def environments(self, k: int) -> dict[str, np.ndarray]:
+        """Stratum k's runs by cluster name."""
+        lo, hi = self.offsets[k], self.offsets[k + 1]
+        if self.clusters is None:
+            return {"": self.values[lo:hi]}
+        out: dict[str, np.ndarray] = {}
+        for c in np.unique(self.clusters[lo:hi]):
+            start = self.cluster_start[c]
+            out[self.cluster_names[c]] = self.values[start:start + self.cluster_size[c]]
+        return out
 
     @property
     def n(self) -> int:
         return len(self.values)
 
+    @property
+    def clustered(self) -> bool:
+        """Whether some stratum has more than one cluster (then clusters are resampled too)."""
+        if self.clusters is None:
+            return False
+        per_stratum = [len(np.unique(self.clusters[lo:hi])) for lo, hi in zip(self.offsets[:-1], self.offsets[1:],
+                                                                              strict=True)]
+        return max(per_stratum, default=0) > 1
+
     def resample(self, reps: int, rng: np.random.Generator) -> np.ndarray:
-        """``[reps, n]`` values, each stratum's runs drawn with replacement from that stratum."""
+        """``[reps, n]`` values: within each stratum, clusters drawn with replacement, then each drawn
+        cluster's runs drawn with replacement (one cluster per stratum: plain stratified resampling).
+        Slot j of a stratum keeps the size of its original cluster, so every resample has n values."""
         cols = []
         for lo, hi in zip(self.offsets[:-1], self.offsets[1:], strict=True):
-            cols.append(lo + rng.integers(0, hi - lo, size=(reps, hi - lo)))
+            if self.clusters is None:
+                cols.append(lo + rng.integers(0, hi - lo, size=(reps, hi - lo)))
+                continue
+            own = self.clusters[lo:hi]
+            ids, slot = np.unique(own, return_inverse=True)
+            chosen = ids[rng.integers(0, len(ids), size=(reps, len(ids)))][:, slot]
+            draw = (rng.random((reps, hi - lo)) * self.cluster_size[chosen]).astype(np.int64)
+            cols.append(self.cluster_start[chosen] + draw)
         return self.values[np.concatenate(cols, axis=1)]
 
     def chunks(self, reps: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -96,6 +149,9 @@ def bootstrap_distribution(strata: Strata, statistic: Statistic, reps: int, rng:
     return np.concatenate([statistic(block) for block in strata.chunks(reps, rng)])
 
 
+JACKKNIFE_UNITS = 5_000  # above this many units BCa is left out (its jackknife costs units x runs)
+
+
 def jackknife(values: np.ndarray, statistic: Statistic) -> np.ndarray:
     """The statistic with each run left out in turn, ``[n]`` (in blocks of rows)."""
     n = len(values)
@@ -106,6 +162,12 @@ def jackknife(values: np.ndarray, statistic: Statistic) -> np.ndarray:
         keep = np.arange(n - 1)[None, :] + (np.arange(n - 1)[None, :] >= idx[:, None])
         out[idx] = statistic(values[keep])
     return out
+
+
+def cluster_jackknife(data: Strata, statistic: Statistic) -> np.ndarray:
+    """The statistic with each cluster left out in turn (the units the bootstrap resamples first)."""
+    codes = data.clusters
+    return np.array([statistic(data.values[codes != c]) for c in range(len(data.cluster_start))])
 
 
 def percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
@@ -152,31 +214,36 @@ def _bounds(data: Strata, statistic: Statistic, reps: int, level: float, rng: np
         return est, np.nan, np.nan, np.nan, np.nan
     boot = bootstrap_distribution(data, statistic, reps, rng)
     lo, hi = percentile_interval(boot, level)
-    blo, bhi = bca_interval(boot, est, jackknife(data.values, statistic), level) if bca else (np.nan, np.nan)
+    blo = bhi = np.nan
+    if bca and data.clustered and len(data.cluster_start) <= JACKKNIFE_UNITS:
+        blo, bhi = bca_interval(boot, est, cluster_jackknife(data, statistic), level)
+    elif bca and not data.clustered and data.n <= JACKKNIFE_UNITS:
+        blo, bhi = bca_interval(boot, est, jackknife(data.values, statistic), level)
     return est, lo, hi, blo, bhi
 
 
 def interval(values: Sequence[float], strata: Sequence[object] | None = None, statistic: Statistic = mean, *,
              reps: int = 2000, level: float = 0.95, method: str = "percentile", seed: int = 0,
-             name: str = "") -> Interval:
-    """Point estimate and stratified-bootstrap interval of ``statistic`` (percentile or BCa)."""
+             name: str = "", clusters: Sequence[object] | None = None) -> Interval:
+    """Point estimate and stratified (two-level, with ``clusters``) bootstrap interval of ``statistic``,
+    percentile or BCa."""
     if method not in ("percentile", "bca"):
         raise ValueError(f"interval method {method!r}; allowed: percentile, bca")
-    est, lo, hi, blo, bhi = _bounds(Strata.of(values, strata), statistic, reps, level,
+    est, lo, hi, blo, bhi = _bounds(Strata.of(values, strata, clusters), statistic, reps, level,
                                     stream(seed, "interval", name), bca=method == "bca")
     return Interval(est, lo, hi) if method == "percentile" else Interval(est, blo, bhi)
 
 
 def aggregates(runs: pd.DataFrame, value: str, arms: Sequence[str], *, statistics: Sequence[str] = tuple(AGGREGATES),
                reps: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Per arm and statistic: the estimate with percentile and BCa intervals over runs, stratified by task.
+    """Per arm and statistic: the estimate with percentile and BCa intervals over runs, stratified by task
+    (and resampling environment instances, then seeds, where a task has several).
 
     Columns: arm, statistic, estimate, lo, hi (percentile), bca_lo, bca_hi, runs, tasks.
     """
     rows = []
     for arm in arms:
-        sub = runs[runs["arm"] == arm]
-        data = Strata.of(sub[value].to_numpy(dtype=float), sub["task"].astype(str).to_numpy())
+        data = Strata.of_runs(runs[runs["arm"] == arm], value)
         for name in statistics:
             est, lo, hi, blo, bhi = _bounds(data, AGGREGATES[name], reps, level,
                                             stream(seed, "aggregate", name, arm))
@@ -196,30 +263,60 @@ def _u_fraction(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return u / (n * m)
 
 
+def _resampled_u(ex: dict[str, np.ndarray], ey: dict[str, np.ndarray], envs: list[str], reps: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """``[reps, environments]``: U / nm of each environment after resampling X's and Y's runs in it.
+
+    Environments with the same run counts are done together: a tabular task's MDPs all have one run
+    per seed, so a thousand MDPs cost one vectorised comparison instead of a thousand."""
+    out = np.empty((reps, len(envs)))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, e in enumerate(envs):
+        groups.setdefault((len(ex[e]), len(ey[e])), []).append(k)
+    for (n, m), members in groups.items():
+        xs = np.stack([ex[envs[k]] for k in members])  # [E, n]
+        ys = np.stack([ey[envs[k]] for k in members])
+        rows = max(1, CHUNK // (len(members) * max(n * m, n + m)))
+        for start in range(0, reps, rows):
+            r = min(rows, reps - start)
+            bx = np.take_along_axis(xs[None], rng.integers(0, n, size=(r, len(members), n)), axis=2)
+            by = np.take_along_axis(ys[None], rng.integers(0, m, size=(r, len(members), m)), axis=2)
+            if n * m <= 256:
+                diff = bx[..., :, None] - by[..., None, :]
+                u = (diff > 0).mean((-2, -1)) + 0.5 * (diff == 0).mean((-2, -1))
+            else:
+                u = _u_fraction(bx, by)
+            out[start:start + r, members] = u
+    return out
+
+
 def probability_of_improvement(x: Strata, y: Strata, *, reps: int = 2000, level: float = 0.95,
                                rng: np.random.Generator | None = None) -> Interval:
-    """P(a run of X beats a run of Y on the same task), averaged over the tasks both have (Agarwal et
-    al. 2021), with a stratified-bootstrap percentile interval (X and Y resampled independently)."""
+    """P(a run of X beats a run of Y on the same environment), averaged over the environments of each
+    task and then over the tasks both have (Agarwal et al. 2021), with a bootstrap percentile interval.
+
+    An environment is a task, or a task's environment instance (a generated MDP) when the runs are
+    clustered: then the resample draws the common instances with replacement (the same draw for X and Y,
+    which ran on the same MDPs) and, within each, X's and Y's runs independently.
+    """
     common = [t for t in x.names if t in y.names]
     if not common:
         return Interval(np.nan, np.nan, np.nan)
     rng = rng or np.random.default_rng(0)
     point, boot = [], []
     for task in common:
-        i, j = x.names.index(task), y.names.index(task)
-        xs = x.values[x.offsets[i]:x.offsets[i + 1]]
-        ys = y.values[y.offsets[j]:y.offsets[j + 1]]
-        point.append(_u_fraction(xs[None], ys[None])[0])
-        rows = max(1, CHUNK // (len(xs) + len(ys)))
-        draws = []
-        for start in range(0, reps, rows):
-            k = min(rows, reps - start)
-            bx = xs[rng.integers(0, len(xs), size=(k, len(xs)))]
-            by = ys[rng.integers(0, len(ys), size=(k, len(ys)))]
-            draws.append(_u_fraction(bx, by))
-        boot.append(np.concatenate(draws))
-    dist = np.mean(boot, axis=0)
-    lo, hi = percentile_interval(dist, level)
+        ex, ey = x.environments(x.names.index(task)), y.environments(y.names.index(task))
+        envs = [e for e in ex if e in ey]
+        if not envs:
+            continue
+        per_env = [_u_fraction(ex[e][None], ey[e][None])[0] for e in envs]
+        table = _resampled_u(ex, ey, envs, reps, rng)
+        pick = rng.integers(0, len(envs), size=(reps, len(envs))) if len(envs) > 1 else np.zeros((reps, 1), int)
+        point.append(np.mean(per_env))
+        boot.append(np.take_along_axis(table, pick, axis=1).mean(1))
+    if not point:
+        return Interval(np.nan, np.nan, np.nan)
+    lo, hi = percentile_interval(np.mean(boot, axis=0), level)
     return Interval(float(np.mean(point)), lo, hi)
 
 
@@ -230,8 +327,7 @@ def improvement_matrix(runs: pd.DataFrame, value: str, arms: Sequence[str], *, h
     Each unordered pair is resampled once; P(y > x) is its complement on the same draws.
     """
     sign = 1.0 if higher_is_better else -1.0
-    data = {a: Strata.of(sign * runs.loc[runs["arm"] == a, value].to_numpy(dtype=float),
-                         runs.loc[runs["arm"] == a, "task"].astype(str).to_numpy()) for a in arms}
+    data = {a: Strata.of_runs(runs[runs["arm"] == a], value, sign) for a in arms}
     rows = []
     for i, a in enumerate(arms):
         for b in arms[i + 1:]:
@@ -251,8 +347,7 @@ def performance_profile(runs: pd.DataFrame, value: str, arms: Sequence[str], tau
     taus = np.asarray(taus, dtype=float)
     rows = []
     for arm in arms:
-        sub = runs[runs["arm"] == arm]
-        data = Strata.of(sub[value].to_numpy(dtype=float), sub["task"].astype(str).to_numpy())
+        data = Strata.of_runs(runs[runs["arm"] == arm], value)
         if data.n == 0:
             continue
 
@@ -342,6 +437,8 @@ def pairwise_tests(runs: pd.DataFrame, value: str, arms: Sequence[str], *, basel
 def _dummies(frame: pd.DataFrame, factor: str) -> np.ndarray:
     """Treatment-coded columns of a factor (first level dropped)."""
     codes, levels = pd.factorize(frame[factor].astype(str), sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"factor {factor!r} has missing values; drop those rows first")
     return np.eye(len(levels))[codes][:, 1:]
 
 
@@ -353,9 +450,14 @@ def _term_columns(frame: pd.DataFrame, term: tuple[str, ...]) -> np.ndarray:
     return cols
 
 
-def _basis(columns: list[np.ndarray], n: int) -> np.ndarray:
-    """An orthonormal basis of the span of the intercept and the given columns (rank-revealing)."""
-    x = np.column_stack([np.ones(n), *columns]) if columns else np.ones((n, 1))
+def _basis(columns: list[np.ndarray], n: int, intercept: bool = True) -> np.ndarray:
+    """An orthonormal basis of the span of the intercept (if asked) and the given columns (rank-revealing)."""
+    parts = ([np.ones((n, 1))] if intercept else []) + [c for c in columns if c.shape[1]]
+    if not parts:
+        return np.zeros((n, 0))
+    x = np.column_stack(parts)
+    if not np.any(x):
+        return np.zeros((n, 0))
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     rank = int(np.sum(s > s[0] * max(x.shape) * np.finfo(float).eps))
     return u[:, :rank]
@@ -366,34 +468,57 @@ def _rss(basis: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sum(y**2, axis=0) - np.sum((basis.T @ y) ** 2, axis=0)
 
 
+def _demean(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Columns minus their block means (partialling a block factor out, Frisch-Waugh-Lovell)."""
+    sums = np.zeros((codes.max() + 1, x.shape[1]))
+    np.add.at(sums, codes, x)
+    return x - (sums / np.bincount(codes)[:, None])[codes]
+
+
 def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_order: int = 3,
-          permutations: int = 2000, seed: int = 0) -> pd.DataFrame:
+          permutations: int = 2000, seed: int = 0, block: str | None = None) -> pd.DataFrame:
     """Type II factorial ANOVA with interactions up to ``max_order`` and Freedman-Lane permutation p-values.
 
     Each term's sum of squares is what it adds to the model of every term that does not contain it
     (type II, as statsmodels' ``anova_lm(typ=2)``); F uses the full model's residual mean square. The
     permutation test permutes the residuals of that reduced model (Freedman & Lane 1983), which keeps
     a term's test about that term even for interactions, and does not assume normal errors.
-    Columns: term, df, sum_sq, F, p, p_perm, partial_eta_sq.
+
+    ``block`` names a column of blocks (e.g. the MDP every arm trained on) partialled out of every model
+    as a main effect and not tested. Rows missing a factor's value (cells a study added with an include
+    rule that does not set it) cannot be placed in the design: they are left out, and their number is
+    in ``result.attrs["dropped"]``. Columns: term, df, sum_sq, F, p, p_perm, partial_eta_sq.
     """
-    data = frame[[*factors, response]].copy()
+    empty = pd.DataFrame(columns=["term", "df", "sum_sq", "F", "p", "p_perm", "partial_eta_sq"])
+    data = frame[[*factors, response, *([block] if block else [])]].copy()
     data = data[np.isfinite(data[response].to_numpy(dtype=float))]
+    complete = data[list(factors)].notna().all(axis=1)
+    dropped = int((~complete).sum())
+    data = data[complete]
     factors = [f for f in factors if data[f].astype(str).nunique() > 1]
+    empty.attrs["dropped"] = dropped
     if not factors or len(data) < 3:
-        return pd.DataFrame(columns=["term", "df", "sum_sq", "F", "p", "p_perm", "partial_eta_sq"])
+        return empty
     terms = [t for k in range(1, min(max_order, len(factors)) + 1) for t in _combinations(factors, k)]
     cols = {t: _term_columns(data, t) for t in terms}
     y = data[response].to_numpy(dtype=float)[:, None]
     n = len(y)
-    full = _basis([cols[t] for t in terms], n)
-    df_resid = n - full.shape[1]
+    n_blocks = 0
+    if block:
+        codes = pd.factorize(data[block].astype(str))[0]
+        n_blocks = int(codes.max()) + 1
+        y = _demean(y, codes)
+        cols = {t: _demean(c, codes) for t, c in cols.items()}
+    fit_intercept = not block
+    full = _basis([cols[t] for t in terms], n, fit_intercept)
+    df_resid = n - full.shape[1] - n_blocks
     rss_full = float(_rss(full, y)[0])
     rng = stream(seed, "anova", response, *factors)
     rows = []
     for term in terms:
         rest = [t for t in terms if not set(term) <= set(t)]
-        reduced = _basis([cols[t] for t in rest], n)
-        with_term = _basis([cols[t] for t in rest] + [cols[term]], n)
+        reduced = _basis([cols[t] for t in rest], n, fit_intercept)
+        with_term = _basis([cols[t] for t in rest] + [cols[term]], n, fit_intercept)
         df = with_term.shape[1] - reduced.shape[1]
         ss = float(_rss(reduced, y)[0] - _rss(with_term, y)[0])
         if df == 0 or df_resid <= 0:
@@ -417,7 +542,9 @@ def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_ord
                      "p_perm": (exceed + 1) / (permutations + 1), "partial_eta_sq": ss / (ss + rss_full)})
     rows.append({"term": "Residual", "df": df_resid, "sum_sq": rss_full, "F": np.nan, "p": np.nan,
                  "p_perm": np.nan, "partial_eta_sq": np.nan})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["dropped"] = dropped
+    return table
 
 
 def _combinations(items: Sequence[str], k: int) -> list[tuple[str, ...]]:
@@ -476,32 +603,33 @@ def seeds_needed(sd: float, delta: float, *, power: float = 0.8, alpha: float = 
     return n
 
 
-def plan_seeds(runs: pd.DataFrame, value: str, arms: Sequence[str], *, delta: float | None = None,
+def plan_seeds(units: pd.DataFrame, value: str, arms: Sequence[str], *, delta: float | None = None,
                baseline: str | None = None, power: float = 0.8, alpha: float = 0.05) -> pd.DataFrame:
-    """From a pilot study: per pair of arms, the seeds each arm needs so a Welch/t test, Bonferroni-corrected
-    for the family of pairs, detects ``delta`` (default: the pilot's observed difference) with ``power``.
+    """From a pilot study: per task and pair of arms, the units (seeds, or a tabular task's MDPs) each arm
+    needs so a two-sided t-test detects ``delta`` (default: the pilot's observed difference in that task)
+    with ``power``, Bonferroni-corrected over the same family the pairwise tests use (pairs x tasks).
 
-    The pilot's spread is the pooled standard deviation of run scores; a seed contributes as many runs
-    as it did in the pilot (its MDPs and tasks), so seeds = ceil(runs needed / runs per seed).
+    The spread is the pooled within-task standard deviation of the pilot's units. Columns: task, a, b,
+    observed_difference, sd, delta, units_needed, pilot_units.
     """
     pairs = [(a, baseline) for a in arms if a != baseline] if baseline else \
         [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
-    family_alpha = alpha / max(len(pairs), 1)
     rows = []
-    for a, b in pairs:
-        x = runs.loc[runs["arm"] == a]
-        y = runs.loc[runs["arm"] == b]
-        xs, ys = x[value].to_numpy(dtype=float), y[value].to_numpy(dtype=float)
-        xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
-        if len(xs) < 2 or len(ys) < 2:
-            continue
-        sd = float(np.sqrt((np.var(xs, ddof=1) + np.var(ys, ddof=1)) / 2))
-        observed = float(np.mean(xs) - np.mean(ys))
-        target = abs(observed) if delta is None else delta
-        n = seeds_needed(sd, target, power=power, alpha=family_alpha)
-        per_seed = min(len(xs) / max(x["seed"].nunique(), 1), len(ys) / max(y["seed"].nunique(), 1))
-        rows.append({"a": a, "b": b, "observed_difference": observed, "sd": sd, "delta": target,
-                     "runs_needed": n, "runs_per_seed": per_seed,
-                     "seeds_needed": float(np.ceil(n / per_seed)) if np.isfinite(n) else np.nan,
-                     "pilot_seeds": int(min(x["seed"].nunique(), y["seed"].nunique()))})
-    return pd.DataFrame(rows)
+    for task in sorted(units["task"].astype(str).unique()):
+        sub = units[units["task"].astype(str) == task]
+        for a, b in pairs:
+            xs = sub.loc[sub["arm"] == a, value].to_numpy(dtype=float)
+            ys = sub.loc[sub["arm"] == b, value].to_numpy(dtype=float)
+            xs, ys = xs[np.isfinite(xs)], ys[np.isfinite(ys)]
+            if len(xs) < 2 or len(ys) < 2:
+                continue
+            pooled = ((len(xs) - 1) * np.var(xs, ddof=1) + (len(ys) - 1) * np.var(ys, ddof=1)) / (len(xs) + len(ys) - 2)
+            observed = float(np.mean(xs) - np.mean(ys))
+            rows.append({"task": task, "a": a, "b": b, "observed_difference": observed, "sd": float(np.sqrt(pooled)),
+                         "delta": abs(observed) if delta is None else delta,
+                         "pilot_units": int(min(len(xs), len(ys)))})
+    family = max(len(rows), 1)
+    for row in rows:
+        row["units_needed"] = seeds_needed(row["sd"], row["delta"], power=power, alpha=alpha / family)
+    columns = ["task", "a", "b", "observed_difference", "sd", "delta", "units_needed", "pilot_units"]
+    return pd.DataFrame(rows, columns=columns)

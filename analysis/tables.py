@@ -14,6 +14,8 @@ from study.output import write_text
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
+LATEX_SYMBOLS = {"-∞": r"$-\infty$", "∞": r"$\infty$", "<": r"$<$", ">": r"$>$", "–": "--"}
+
 
 def number(value: object, digits: int = 3) -> str:
     """A number with ``digits`` significant digits; integers as integers; NaN as an en dash."""
@@ -58,7 +60,10 @@ def markdown(frame: pd.DataFrame) -> str:
 def latex(frame: pd.DataFrame, caption: str = "") -> str:
     """A booktabs ``tabular`` (numbers right-aligned, text left-aligned) with special characters escaped."""
     def esc(text: object) -> str:
-        return "".join(LATEX_SPECIAL.get(ch, ch) for ch in number(text))
+        escaped = "".join(LATEX_SPECIAL.get(ch, ch) for ch in number(text))
+        for plain, tex in LATEX_SYMBOLS.items():  # what pdflatex cannot typeset as text
+            escaped = escaped.replace(plain, tex)
+        return escaped
 
     align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
     lines = []

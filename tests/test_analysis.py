@@ -124,10 +124,18 @@ def test_anova_covers_factors_and_their_interaction(analysed):
     assert terms["partial_eta_sq"].between(0, 1).all()
 
 
-def test_tests_cover_every_pair_within_each_task(analysed):
+def test_tests_cover_every_pair_within_each_task_over_mdps(analysed, folder):
     tests = pd.read_csv(analysed / "tables" / "tests.csv")
     assert len(tests) == 3 * 2  # 3 pairs x 2 tasks, one Holm family
     assert (tests["p_t_holm"] >= tests["p_t"] - 1e-12).all()
+    # every seed trains on the same 3 MDPs: the units are the MDPs (seeds averaged), not 6 runs
+    assert set(tests["n_a"]) <= {3} and set(tests["n_b"]) <= {3}
+    runs = load_results(folder[0]).runs
+    row = tests.iloc[0]
+    sub = runs[(runs["arm"] == row["a"]) & (runs["task"] == row["task"])]
+    assert row["mean_a"] == pytest.approx(sub.groupby("mdp")["return_norm"].mean().mean())
+    md = (analysed / "report.md").read_text()
+    assert "then the seeds within each drawn MDP" in md and "no MDP block, since a task factor" in md
 
 
 def test_analysis_is_deterministic_and_replaces_its_previous_output(folder, analysed, tmp_path):
@@ -151,13 +159,13 @@ def test_cli_with_baseline_factors_and_seed_planning(folder, tmp_path):
     tests = pd.read_csv(out / "tables" / "tests.csv")
     assert set(tests["b"]) == {"teacher_distill"} and len(tests) == 2 * 2
     plan = pd.read_csv(out / "tables" / "seed_plan.csv")
-    assert (plan["delta"] == 0.1).all() and (plan["seeds_needed"] >= 1).all()
+    assert (plan["delta"] == 0.1).all() and (plan["units_needed"] >= 2).all() and len(plan) == 2 * 2
     assert json.loads((out / "analysis.json").read_text())["options"]["baseline"] == "teacher_distill"
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--metric", "reward"], "allowed: agreement"),
-    (["--baseline", "nope"], "allowed: on_policy_distill, teacher_distill, entropy_regularised"),
+    (["--baseline", "nope"], "allowed: on_policy_distill; teacher_distill; entropy_regularised"),
     (["--factors", "variant,lr"], "allowed: variant, size"),
     (["--facet", "lr"], "allowed: variant, size, task"),
     (["--reps", "5"], "allowed: a whole number >= 100"),
@@ -197,3 +205,36 @@ def test_a_study_with_no_finished_cell_still_reports_its_status(tmp_path):
     outcome = analyze(tmp_path / "empty", None, Options(reps=200, permutations=199))
     md = outcome.report_md.read_text()
     assert outcome.missing == 12 and "No finished cells yet" in md
+
+
+UNEVEN = """
+name = "uneven"
+seeds = 1
+[fixed]
+mdps = 2
+iterations = 4
+eval_every = 2
+max_steps = 30
+[factors]
+variant = ["on_policy_distill", "teacher_distill"]
+size = [5, 6]
+[[exclude]]
+variant = "teacher_distill"
+size = 6
+"""
+
+
+def test_arms_on_different_tasks_are_compared_on_the_tasks_they_share(tmp_path):
+    root = tmp_path / "uneven"
+    run_study(parse_study(UNEVEN), root, workers=1)
+    out = analyze(root, None, Options(reps=200, permutations=199)).out
+    md = (out / "report.md").read_text()
+    assert "Arms cover different tasks" in md and "(size=5)" in md
+    agg = pd.read_csv(out / "tables" / "aggregates.csv")
+    assert (agg["tasks"] == 1).all()  # on_policy_distill's size=6 runs are left out of the comparison
+    per_task = pd.read_csv(out / "tables" / "per_task.csv")
+    assert list(per_task.columns) == ["arm", "size=5", "size=6"]
+    with pytest.raises(AnalysisError, match="has no finished runs"):
+        shutil.rmtree(next(c for c in root.iterdir() if (c / "config.json").is_file()
+                           and json.loads((c / "config.json").read_text())["params"]["variant"] == "teacher_distill"))
+        analyze(root, None, Options(reps=200, permutations=199, baseline="teacher_distill"))

@@ -751,30 +751,87 @@ def test_seeds_needed_nan_without_spread_or_effect():
     assert np.isnan(stats.seeds_needed(1.0, 0.0))
 
 
-def test_plan_seeds_bonferroni_and_runs_per_seed():
-    runs = _pilot(seed=21, arms={"A": 0.6, "B": 0.45, "C": 0.5}, tasks=2, runs=6)  # 2 runs a seed
+def test_plan_seeds_per_task_with_the_tests_family():
+    runs = _pilot(seed=21, arms={"A": 0.6, "B": 0.45, "C": 0.5}, tasks=2, runs=6)
     table = stats.plan_seeds(runs, "score", ["A", "B", "C"])
-    assert len(table) == 3
+    assert len(table) == 3 * 2  # pairs x tasks, one Bonferroni family like the tests'
     for row in table.itertuples():
-        x = runs.loc[runs["arm"] == row.a, "score"].to_numpy()
-        y = runs.loc[runs["arm"] == row.b, "score"].to_numpy()
+        sub = runs[runs["task"] == row.task]
+        x = sub.loc[sub["arm"] == row.a, "score"].to_numpy()
+        y = sub.loc[sub["arm"] == row.b, "score"].to_numpy()
         sd = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
-        assert row.sd == pytest.approx(sd)
+        assert row.sd == pytest.approx(sd)  # within the task: task differences do not inflate it
         assert row.observed_difference == pytest.approx(x.mean() - y.mean())
         assert row.delta == pytest.approx(abs(x.mean() - y.mean()))
-        assert row.runs_per_seed == 2 and row.pilot_seeds == 6
-        n = row.runs_needed
-        # Bonferroni over 3 pairs: power at alpha / 3, and not already at n - 1
-        assert _t_power(n, row.delta / sd, 0.05 / 3) >= 0.8
-        assert n == 2 or _t_power(n - 1, row.delta / sd, 0.05 / 3) < 0.8
-        assert row.seeds_needed == np.ceil(n / 2)
+        assert row.pilot_units == min(len(x), len(y))
+        n = row.units_needed
+        assert _t_power(n, row.delta / sd, 0.05 / 6) >= 0.8
+        assert n == 2 or _t_power(n - 1, row.delta / sd, 0.05 / 6) < 0.8
     base = stats.plan_seeds(runs, "score", ["A", "B", "C"], baseline="B", delta=0.1, power=0.9)
     assert set(zip(base["a"], base["b"], strict=True)) == {("A", "B"), ("C", "B")}
     for row in base.itertuples():
         assert row.delta == 0.1
-        assert row.runs_needed == stats.seeds_needed(row.sd, 0.1, power=0.9, alpha=0.05 / 2)
-        assert row.seeds_needed == np.ceil(row.runs_needed / 2)
-    # One run a seed: seeds = runs.
-    single = _runs({"A": {"t": np.array([1.0, 1.3, 0.9, 1.2])}, "B": {"t": np.array([0.8, 1.0, 0.7, 0.85])}})
-    row = stats.plan_seeds(single, "score", ["A", "B"]).iloc[0]
-    assert row["runs_per_seed"] == 1 and row["seeds_needed"] == row["runs_needed"]
+        assert row.units_needed == stats.seeds_needed(row.sd, 0.1, power=0.9, alpha=0.05 / 4)
+
+
+# ---- clustered runs: a tabular cell's MDPs are shared by its seeds --------------------------------------
+
+
+def test_two_level_resampling_draws_whole_clusters_then_runs_within_them():
+    values = np.repeat(np.arange(5.0), 3) + np.tile([0.0, 0.1, 0.2], 5)  # cluster c holds c, c.1, c.2
+    data = stats.Strata.of(values, None, clusters=np.repeat(np.arange(5), 3))
+    assert data.clustered
+    draws = data.resample(400, np.random.default_rng(0))
+    slots = np.floor(draws).reshape(400, 5, 3)
+    assert (slots == slots[..., :1]).all()  # each slot's 3 runs come from one drawn cluster
+    assert len(np.unique(slots[:, :, 0])) == 5  # and every cluster gets drawn somewhere
+    means = stats.bootstrap_distribution(data, stats.mean, 20000, np.random.default_rng(1))
+    cluster_means = values.reshape(5, 3).mean(1)
+    # the mean's bootstrap spread is the cluster means' (ignoring clusters would shrink it about sqrt(3)-fold)
+    expected = np.sqrt(np.var(cluster_means) / 5 + np.mean(values.reshape(5, 3).var(1)) / 15)
+    assert means.std() == pytest.approx(expected, rel=0.05)
+
+
+def test_cluster_jackknife_leaves_out_one_cluster_at_a_time():
+    rng = np.random.default_rng(3)
+    values, clusters = rng.normal(size=12), np.repeat([7, 3, 9, 1], 3)
+    data = stats.Strata.of(values, None, clusters=clusters)
+    got = stats.cluster_jackknife(data, stats.median)
+    want = sorted(np.median(values[clusters != c]) for c in np.unique(clusters))
+    np.testing.assert_allclose(sorted(got), want)
+
+
+def test_probability_of_improvement_compares_runs_on_the_same_mdp():
+    frame = pd.DataFrame({
+        "arm": ["X"] * 4 + ["Y"] * 4, "task": "t", "mdp": [0, 0, 1, 1] * 2,
+        "score": [1.0, 1.2, 0.0, 0.1, 0.0, 0.5, 5.0, 6.0]})
+    x = stats.Strata.of_runs(frame[frame["arm"] == "X"], "score")
+    y = stats.Strata.of_runs(frame[frame["arm"] == "Y"], "score")
+    iv = stats.probability_of_improvement(x, y, reps=500, rng=np.random.default_rng(0))
+    per_mdp = [sps.mannwhitneyu(frame.query(f"arm == 'X' and mdp == {m}")["score"],
+                               frame.query(f"arm == 'Y' and mdp == {m}")["score"]).statistic / 4 for m in (0, 1)]
+    assert iv.estimate == pytest.approx(np.mean(per_mdp)) == pytest.approx(0.5)
+    pooled = sps.mannwhitneyu(frame.query("arm == 'X'")["score"], frame.query("arm == 'Y'")["score"]).statistic / 16
+    assert pooled != pytest.approx(0.5)  # pooling across MDPs would answer another question
+    assert 0.0 <= iv.lo <= iv.estimate <= iv.hi <= 1.0
+
+
+def test_blocked_anova_equals_statsmodels_with_the_block_as_a_factor():
+    rng = np.random.default_rng(2)
+    n = 150
+    d = pd.DataFrame({"a": rng.integers(0, 3, n), "b": rng.integers(0, 2, n), "blk": rng.integers(0, 10, n)})
+    d["y"] = d["a"] * 0.3 + d["blk"] * 0.5 + rng.normal(size=n)
+    ours = stats.anova(d, "y", ["a", "b"], block="blk", permutations=99).set_index("term")
+    ref = anova_lm(ols("y ~ C(blk) + C(a)*C(b)", data=d.astype(str).astype({"y": float})).fit(), typ=2)
+    for term, name in (("a", "C(a)"), ("b", "C(b)"), ("a:b", "C(a):C(b)"), ("Residual", "Residual")):
+        assert ours.loc[term, "sum_sq"] == pytest.approx(ref.loc[name, "sum_sq"], rel=1e-9)
+        assert ours.loc[term, "df"] == ref.loc[name, "df"]
+    assert ours.loc["a", "p"] == pytest.approx(ref.loc["C(a)", "PR(>F)"], rel=1e-9)
+
+
+def test_anova_leaves_out_rows_without_a_factor_value_and_says_how_many():
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"a": rng.integers(0, 2, 40).astype(float), "y": rng.normal(size=40)})
+    d.loc[:4, "a"] = np.nan
+    table = stats.anova(d, "y", ["a"], permutations=99)
+    assert table.attrs["dropped"] == 5 and table.set_index("term").loc["Residual", "df"] == 35 - 2

@@ -21,20 +21,8 @@ from torch import Tensor
 
 from study.tabular.mdp import TabularMDP
 from variants import Variant, VariantError, masked_state_loss, reward_parts
+from variants.acting import control_probs, teacher_acting_probs  # noqa: F401 (re-exported)
 from variants.policy import softmax, student_log_probs, teacher_log_probs
-
-
-def teacher_acting_probs(variant: Variant, teacher_out: Tensor) -> Tensor:
-    """The teacher's policy when it acts (the control's own temperature, if it has one)."""
-    tau = variant.control.teacher_tau if variant.control.teacher_tau is not None else variant.tau
-    return teacher_log_probs(teacher_out, tau).exp()
-
-
-def control_probs(variant: Variant, teacher_out: Tensor, control_out: Tensor, iteration: int = 0) -> Tensor:
-    """The control policy ``q`` ``[N, S, A]`` at a training iteration."""
-    return variant.control.probs(
-        teacher_acting_probs(variant, teacher_out), softmax(control_out), iteration
-    )
 
 
 def expected_returns(
