@@ -1,0 +1,239 @@
+"""The distillation loop of the network tiers: one loop for every variant.
+
+Each iteration collects ``rollout`` steps from every env under the variant's
+control policy (teacher, student, uniform or a mixture on its schedule; the
+teacher queried in batches without gradients), then updates the student:
+
+- teacher-driven variants with no pseudo-reward (Rusu et al.'s recipes,
+  teacher distill) learn from a replay memory of (observation, teacher
+  output) pairs, as Rusu et al. did;
+- everything else (student-driven, mixtures, reward-based variants) learns
+  from the fresh rollout with the variant's surrogate. Each env's rollout is
+  cut into its episodes' pieces; returns are summed within a piece, so a piece
+  cut by the end of the rollout is credited only up to the cut.
+
+Periodic evaluation plays whole episodes with the student and records its
+unclipped score, its score normalised between a random policy (0) and the
+teacher (1) under the same protocol, its argmax agreement with the teacher and
+KL(pi_T || pi_theta) on the states it visits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from study.envs import EnvSpec, VecEnv
+from study.nets import Net
+from study.teacher import Teacher
+from variants import Variant, VariantError, masked_state_loss, surrogate
+from variants.acting import control_probs
+from variants.policy import kl, student_log_probs, teacher_log_probs
+
+
+@dataclass
+class LoopConfig:
+    """How long and how a network student trains, and how it is evaluated."""
+
+    iterations: int = 1_000
+    num_envs: int = 8
+    rollout: int = 32  # steps per env per iteration
+    replay: int = 50_000  # teacher-driven memory: observations with their teacher outputs
+    batch: int = 128
+    updates: int = 2  # replay minibatches per iteration
+    lr: float = 1e-3
+    optimizer: str = "adam"  # or "rmsprop" (Rusu et al.)
+    max_grad_norm: float = 10.0
+    width: float = 1.0
+    eval_every: int = 100
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.05
+
+    def check(self) -> None:
+        ints = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "eval_every", "eval_episodes")
+        for name in ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)!r}: out of range; allowed: >= 1")
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"optimizer {self.optimizer!r}; allowed: adam, rmsprop")
+        if not 0.0 <= self.eval_epsilon <= 1.0 or self.lr <= 0 or self.width <= 0:
+            raise ValueError("eval_epsilon in [0, 1], lr > 0 and width > 0 are required")
+
+
+def uses_replay(variant: Variant) -> bool:
+    """Teacher-driven data that does not move with the student and no pseudo-reward: a supervised
+    problem, so a replay memory of it is sound (Rusu et al.)."""
+    return not variant.control.depends_on_student and variant.reward == "none" and not variant.env_reward
+
+
+def check_variant(variant: Variant) -> None:
+    if variant.v_cond:
+        raise VariantError(f"variant {variant.name!r}: +V cond needs the student's value V_theta(s), which "
+                           "network students do not have; allowed here: variants without v_cond")
+
+
+@dataclass
+class Evaluation:
+    score: float
+    agreement: float
+    kl: float
+
+
+@dataclass
+class LoopResult:
+    steps: list[int] = field(default_factory=list)
+    evals: list[Evaluation] = field(default_factory=list)
+    student: Net | None = None
+
+
+class Memory:
+    """A circular memory of observations and the teacher's outputs on them."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], n_actions: int) -> None:
+        self.obs = torch.zeros((capacity, *obs_shape), dtype=torch.uint8)
+        self.out = torch.zeros((capacity, n_actions))
+        self.capacity, self.size, self.pos = capacity, 0, 0
+
+    def add(self, obs: Tensor, out: Tensor) -> None:
+        idx = (self.pos + torch.arange(len(obs))) % self.capacity
+        self.obs[idx], self.out[idx] = obs.cpu(), out.cpu()
+        self.pos = int((self.pos + len(obs)) % self.capacity)
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        idx = torch.randint(0, self.size, (n,), generator=generator)
+        return self.obs[idx], self.out[idx]
+
+
+def segments(done: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Cut rollouts ``done [N, T]`` into episode pieces: each step's piece and position in it, the number
+    of pieces and the longest piece (a piece starts at t = 0 and after every done)."""
+    n, t = done.shape
+    boundary = np.zeros((n, t), dtype=bool)
+    boundary[:, 0] = True
+    boundary[:, 1:] = done[:, :-1]
+    piece = np.cumsum(boundary.reshape(-1)) - 1  # row-major: env by env
+    steps = np.arange(t)[None, :].repeat(n, 0)
+    start = np.maximum.accumulate(np.where(boundary, steps, 0), axis=1)
+    pos = (steps - start).reshape(-1)
+    return piece, pos, int(piece[-1]) + 1, int(pos.max()) + 1
+
+
+def distill_network(spec: EnvSpec, teacher: Teacher, variant: Variant, cfg: LoopConfig, *, seed: int,
+                    progress: Callable[[int, LoopResult], None] | None = None) -> LoopResult:
+    """Train a student of ``cfg.width`` on ``spec`` from ``teacher`` with ``variant``."""
+    cfg.check()
+    check_variant(variant)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    env = VecEnv(spec, cfg.num_envs, seed)
+    student = Net(teacher.meta.arch, env.obs_shape, env.n_actions, cfg.width)
+    opt = (torch.optim.Adam(student.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
+           else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01))
+    replay = Memory(cfg.replay, env.obs_shape, env.n_actions) if uses_replay(variant) else None
+    needs_v = variant.reward == "teacher_v"
+    result = LoopResult(student=student)
+    obs = torch.as_tensor(env.reset())
+    for it in range(cfg.iterations):
+        if it % cfg.eval_every == 0:
+            result.steps.append(it * cfg.num_envs * cfg.rollout)
+            result.evals.append(evaluate_student(student, teacher, variant, spec, cfg, seed + 104_729 * (it + 1)))
+        buf_obs, buf_out, buf_act, buf_rew, buf_done, buf_v = [], [], [], [], [], []
+        for _ in range(cfg.rollout):
+            with torch.no_grad():
+                t_out = teacher.outputs(obs)
+                s_out = student(obs)
+                q = control_probs(variant, t_out, s_out, it)
+                action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
+            buf_obs.append(obs)
+            buf_out.append(t_out)
+            buf_act.append(action)
+            if needs_v:
+                buf_v.append(teacher.value(obs, variant.tau))
+            nxt, reward, terminated, truncated = env.step(action.numpy())
+            buf_rew.append(torch.as_tensor(reward, dtype=torch.float32))
+            buf_done.append(torch.as_tensor(terminated | truncated))
+            obs = torch.as_tensor(nxt)
+        if replay is not None:
+            replay.add(torch.cat(buf_obs), torch.cat(buf_out))
+            for _ in range(cfg.updates):
+                o, out = replay.sample(cfg.batch, gen)
+                _step(opt, student, masked_state_loss(variant, student(o), out).mean(), cfg)
+        else:
+            loss = _rollout_loss(variant, student, buf_obs, buf_out, buf_act, buf_rew, buf_done,
+                                 buf_v if needs_v else None)
+            _step(opt, student, loss, cfg)
+        if progress is not None:
+            progress(it + 1, result)
+    result.steps.append(cfg.iterations * cfg.num_envs * cfg.rollout)
+    result.evals.append(evaluate_student(student, teacher, variant, spec, cfg, seed + 104_729 * (cfg.iterations + 1)))
+    env.close()
+    return result
+
+
+def _step(opt: torch.optim.Optimizer, net: Net, loss: Tensor, cfg: LoopConfig) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+    opt.step()
+
+
+def _rollout_loss(variant: Variant, student: Net, obs: list[Tensor], out: list[Tensor], act: list[Tensor],
+                  rew: list[Tensor], done: list[Tensor], v: list[Tensor] | None) -> Tensor:
+    """The variant's surrogate over the rollout's episode pieces, per valid step."""
+    stack = lambda xs: torch.stack(xs, 1).flatten(0, 1)  # noqa: E731  [T, N] lists -> env-major [N*T]
+    o, t_out, a, r = stack(obs), stack(out), stack(act), stack(rew)
+    d = torch.stack(done, 1).numpy()
+    piece, pos, pieces, length = segments(d)
+    index = (torch.as_tensor(piece), torch.as_tensor(pos))
+    s_out = student(o)
+
+    def padded(x: Tensor) -> Tensor:
+        full = x.new_zeros((pieces, length, *x.shape[1:]))
+        return full.index_put(index, x)
+
+    valid = torch.zeros((pieces, length), dtype=torch.bool).index_put(index, torch.ones(len(o), dtype=torch.bool))
+    per_piece = surrogate(variant, student_out=padded(s_out), teacher_out=padded(t_out), actions=padded(a),
+                          valid=valid, env_reward=padded(r),
+                          v_teacher=padded(stack(v)) if v is not None else None)
+    return per_piece.sum() / len(o)
+
+
+@torch.no_grad()
+def evaluate_student(student: Net, teacher: Teacher, variant: Variant, spec: EnvSpec, cfg: LoopConfig,
+                     seed: int) -> Evaluation:
+    """Whole episodes played by the student (argmax with ``eval_epsilon``): unclipped score, argmax
+    agreement with the teacher and KL(pi_T || pi_theta) on the states it visits."""
+    n = min(cfg.num_envs, cfg.eval_episodes)
+    quota = [cfg.eval_episodes // n + (i < cfg.eval_episodes % n) for i in range(n)]
+    env = VecEnv(spec, n, seed)
+    rng = np.random.default_rng(seed)
+    obs = torch.as_tensor(env.reset())
+    returns = np.zeros(n)
+    scores: list[list[float]] = [[] for _ in range(n)]
+    agree = kls = 0.0
+    states = 0
+    while any(len(scores[i]) < quota[i] for i in range(n)):
+        s_out, t_out = student(obs), teacher.outputs(obs)
+        active = torch.as_tensor([len(scores[i]) < quota[i] for i in range(n)])
+        best_t = t_out == t_out.max(-1, keepdim=True).values
+        agree += float(best_t.gather(1, s_out.argmax(-1, keepdim=True)).squeeze(1)[active].float().sum())
+        kls += float(kl(teacher_log_probs(t_out, variant.tau), student_log_probs(s_out))[active].sum())
+        states += int(active.sum())
+        action = s_out.argmax(-1).numpy()
+        explore = rng.random(n) < cfg.eval_epsilon
+        action = np.where(explore, rng.integers(0, env.n_actions, n), action)
+        nxt, reward, terminated, truncated = env.step(action)
+        returns += reward
+        for i in np.flatnonzero(terminated | truncated):
+            if len(scores[i]) < quota[i]:
+                scores[i].append(float(returns[i]))
+            returns[i] = 0.0
+        obs = torch.as_tensor(nxt)
+    env.close()
+    flat = [s for per in scores for s in per]
+    return Evaluation(float(np.mean(flat)), agree / max(states, 1), kls / max(states, 1))

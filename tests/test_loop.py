@@ -1,0 +1,88 @@
+"""The network tiers' distillation loop: episode pieces, replay choice, a learning check and smoke runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import variants as V
+from study.envs import EnvSpec, VecEnv
+from study.loop import LoopConfig, distill_network, segments, uses_replay
+from study.nets import Net
+from study.teacher import Teacher, TeacherMeta
+
+
+def random_teacher(spec: EnvSpec, arch: str, seed: int = 1) -> Teacher:
+    """A random network made state-dependent: its outputs are centred on states of random play and scaled,
+    so every action is the argmax somewhere (chance agreement is low) and the policy is sharp."""
+    torch.manual_seed(seed)
+    env = VecEnv(spec, 4, seed)
+    net = Net(arch, env.obs_shape, env.n_actions)
+    obs = [torch.as_tensor(env.reset())]
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        obs.append(torch.as_tensor(env.step(rng.integers(0, env.n_actions, 4))[0]))
+    env.close()
+    with torch.no_grad():
+        states = torch.cat(obs)
+        net.head.weight.div_(net(states).std(0, keepdim=True).T / 3)
+        net.head.bias.sub_(net(states).mean(0))
+    meta = TeacherMeta(env=spec.to_dict(), obs_shape=list(env.obs_shape), n_actions=env.n_actions, algo="dqn",
+                       arch=arch)
+    return Teacher(net, meta)
+
+
+def test_rollouts_are_cut_into_episode_pieces():
+    done = np.array([[False, True, False, False], [False, False, False, True]])
+    piece, pos, pieces, length = segments(done)
+    assert piece.tolist() == [0, 0, 1, 1, 2, 2, 2, 2] and pos.tolist() == [0, 1, 0, 1, 0, 1, 2, 3]
+    assert pieces == 3 and length == 4
+
+
+def test_replay_only_for_teacher_driven_supervised_variants():
+    assert uses_replay(V.variant("rusu_kl")) and uses_replay(V.variant("teacher_distill"))
+    for name in ("on_policy_distill", "n_distill", "entropy_regularised", "teacher_v_reward", "dagger"):
+        assert not uses_replay(V.variant(name)), name
+
+
+@pytest.mark.parametrize("name", ["rusu_kl", "on_policy_distill"])
+def test_a_student_learns_to_agree_with_a_fixed_teacher(name):
+    spec = EnvSpec("minatar", "breakout")
+    teacher = random_teacher(spec, "minatar")
+    cfg = LoopConfig(iterations=150, eval_every=150, eval_episodes=4, rollout=16)
+    result = distill_network(spec, teacher, V.variant(name), cfg, seed=0)
+    first, last = result.evals[0], result.evals[-1]
+    assert first.agreement < 0.5  # about chance for three actions
+    assert last.agreement > 0.8 and last.agreement > first.agreement + 0.3
+    assert last.kl < first.kl / 3
+    assert result.steps == [0, 150 * 8 * 16]
+
+
+@pytest.mark.parametrize("name", ["n_distill", "entropy_regularised", "expected_entropy_regularised",
+                                  "teacher_v_reward", "on_policy_distill_r", "dagger"])
+def test_every_kind_of_variant_runs_on_minatar(name):
+    spec = EnvSpec("minatar", "asterix")
+    teacher = random_teacher(spec, "minatar")
+    result = distill_network(spec, teacher, V.variant(name), LoopConfig(iterations=3, eval_every=3,
+                                                                        eval_episodes=1, rollout=8), seed=0)
+    assert all(math.isfinite(e.kl) and 0 <= e.agreement <= 1 for e in result.evals)
+
+
+def test_a_distillation_smoke_run_on_pong():
+    spec = EnvSpec("atari", "pong", frame_cap=400)  # short games: 100 agent steps
+    teacher = random_teacher(spec, "nature")
+    cfg = LoopConfig(iterations=2, num_envs=2, rollout=4, eval_every=2, eval_episodes=1, width=0.25, batch=8)
+    result = distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0)
+    assert len(result.evals) == 2 and result.evals[-1].score <= 0  # a random student does not win points
+    assert sum(p.numel() for p in result.student.parameters()) < 0.3 * sum(
+        p.numel() for p in teacher.net.parameters())
+
+
+def test_plus_v_cond_is_refused_with_the_reason():
+    spec = EnvSpec("minatar", "breakout")
+    with pytest.raises(V.VariantError, match="needs the student's value"):
+        distill_network(spec, random_teacher(spec, "minatar"), V.variant("on_policy_distill_r_vcond"),
+                        LoopConfig(iterations=1), seed=0)
