@@ -129,8 +129,8 @@ def load_results(root: Path) -> Results:
     arm_keys = [k for k in varying if KEY_SECTION[k] in ARM_SECTIONS]
     task_keys = [k for k in varying if KEY_SECTION[k] in TASK_SECTIONS]
     cells["arm"] = _labels(cells, arm_keys, default="all")
-    cells["task"] = _labels(cells, task_keys, default=str(cells["generator"].iloc[0]) if "generator" in cells
-                            else study.name)
+    name_of = next((k for k in ("game", "generator") if k in cells), None)
+    cells["task"] = _labels(cells, task_keys, default=str(cells[name_of].iloc[0]) if name_of else study.name)
     arms = list(dict.fromkeys(cells["arm"]))
     tasks = list(dict.fromkeys(cells["task"]))
     done = cells[cells["status"] == "done"]

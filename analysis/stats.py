@@ -415,7 +415,7 @@ def pairwise_tests(runs: pd.DataFrame, value: str, arms: Sequence[str], *, basel
             x, y = x[np.isfinite(x)], y[np.isfinite(y)]
             row = {"task": task, "a": a, "b": b, "n_a": len(x), "n_b": len(y),
                    "mean_a": np.mean(x) if len(x) else np.nan, "mean_b": np.mean(y) if len(y) else np.nan}
-            if len(x) >= 2 and len(y) >= 2:
+            if len(x) >= 2 and len(y) >= 2 and (np.ptp(x) > 0 or np.ptp(y) > 0):
                 t = stats.ttest_ind(x, y, equal_var=False)
                 u = stats.mannwhitneyu(x, y, alternative="two-sided")
                 row.update(t=float(t.statistic), p_t=float(t.pvalue), u=float(u.statistic), p_u=float(u.pvalue))
@@ -525,7 +525,11 @@ def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_ord
             rows.append({"term": ":".join(term), "df": df, "sum_sq": ss, "F": np.nan, "p": np.nan,
                          "p_perm": np.nan, "partial_eta_sq": np.nan})
             continue
-        f = (ss / df) / (rss_full / df_resid) if rss_full > 0 else np.inf
+        if rss_full <= 1e-12 * max(float(np.sum(y**2)), 1e-300):  # a perfect fit: F is not defined
+            rows.append({"term": ":".join(term), "df": df, "sum_sq": ss, "F": np.nan, "p": np.nan,
+                         "p_perm": np.nan, "partial_eta_sq": np.nan})
+            continue
+        f = (ss / df) / (rss_full / df_resid)
         p = float(stats.f.sf(f, df, df_resid))
         fitted = reduced @ (reduced.T @ y)
         resid = (y - fitted)[:, 0]
@@ -539,7 +543,8 @@ def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_ord
             f_p = (ss_p / df) / (_rss(full, ys) / df_resid)
             exceed += int(np.sum(f_p >= f * (1 - 1e-12)))
         rows.append({"term": ":".join(term), "df": df, "sum_sq": ss, "F": f, "p": p,
-                     "p_perm": (exceed + 1) / (permutations + 1), "partial_eta_sq": ss / (ss + rss_full)})
+                     "p_perm": (exceed + 1) / (permutations + 1),
+                     "partial_eta_sq": ss / (ss + rss_full) if ss + rss_full > 0 else np.nan})
     rows.append({"term": "Residual", "df": df_resid, "sum_sq": rss_full, "F": np.nan, "p": np.nan,
                  "p_perm": np.nan, "partial_eta_sq": np.nan})
     table = pd.DataFrame(rows)

@@ -30,7 +30,9 @@ SHARED_SECTIONS = ("env", "teacher", "student", "train")
 
 
 def batch_key(cell: Cell) -> str:
-    """Cells with the same key share MDPs, teacher, student and budget."""
+    """Cells with the same key share MDPs, teacher, student and budget (a network cell runs alone)."""
+    if cell.tier != "tabular":
+        return cell.id
     return canonical_json({k: v for k, v in cell.params.items() if KEY_SECTION[k] in SHARED_SECTIONS})
 
 
@@ -76,6 +78,10 @@ def train_config(p: dict[str, Any]) -> TrainConfig:
 
 def run_cells(cells: Sequence[Cell]) -> list[tuple[pd.DataFrame, dict[str, Any]]]:
     """Train cells that share a batch key together; per cell, its tidy metrics and its summary."""
+    if cells[0].tier != "tabular":
+        from study.netcell import run_network_cell
+
+        return [run_network_cell(cell) for cell in cells]
     p = cells[0].params
     if any(batch_key(c) != batch_key(cells[0]) for c in cells):
         raise ValueError("run_cells needs cells that share MDPs, teacher, student and budget")

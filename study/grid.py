@@ -11,6 +11,7 @@ Everything is checked before anything runs; a bad value raises
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -85,12 +86,62 @@ class TrainParams(BaseModel):
     max_steps: int = Field(300, ge=1)
 
 
+class GameParams(BaseModel):
+    """The game of a network cell and how it is played (the evaluation protocol's environment side)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    game: str
+    sticky: float | None = Field(None, ge=0.0, lt=1.0)
+    noop_max: int = Field(30, ge=0)
+    frame_cap: int = Field(108_000, ge=1)
+
+
+class TeacherFileParams(BaseModel):
+    """A trained teacher (``distill teacher train``); default ``results/teachers/<tier>-<game>.pt``,
+    relative to the folder the study runs from."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    teacher_file: str = ""
+
+
+class NetStudentParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    width: float = Field(1.0, gt=0.0, le=4.0)
+
+
+class LoopParams(BaseModel):
+    """The budget of a network cell (study.loop.LoopConfig)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    iterations: int = Field(1_000, ge=1)
+    num_envs: int = Field(8, ge=1)
+    rollout: int = Field(32, ge=1)
+    replay: int = Field(50_000, ge=1)
+    batch: int = Field(128, ge=1)
+    updates: int = Field(2, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    eval_every: int = Field(100, ge=1)
+    eval_episodes: int = Field(10, ge=1)
+    eval_epsilon: float = Field(0.05, ge=0.0, le=1.0)
+
+
 SECTIONS: dict[str, type[BaseModel]] = {"env": EnvParams, "teacher": TeacherParams, "student": StudentParams,
                                         "train": TrainParams}
+NETWORK_SECTIONS: dict[str, type[BaseModel]] = {"env": GameParams, "teacher": TeacherFileParams,
+                                                "student": NetStudentParams, "train": LoopParams}
+TIERS: dict[str, dict[str, type[BaseModel]]] = {"tabular": SECTIONS, "minatar": NETWORK_SECTIONS,
+                                                "atari": NETWORK_SECTIONS}
 KEY_SECTION: dict[str, str] = {key: "variant" for key in VARIANT_KEYS}
-for _section, _model in SECTIONS.items():
-    KEY_SECTION.update({key: _section for key in _model.model_fields})
+for _sections in TIERS.values():
+    for _section, _model in _sections.items():
+        KEY_SECTION.update({key: _section for key in _model.model_fields})
 ALLOWED_KEYS = tuple(KEY_SECTION)
+
+
+def tier_keys(tier: str) -> tuple[str, ...]:
+    """The keys a study of ``tier`` may set."""
+    return VARIANT_KEYS + tuple(k for model in TIERS[tier].values() for k in model.model_fields)
 
 
 MAX_SEED = 2**31 - 1  # seeds feed 32-bit random streams
@@ -101,7 +152,7 @@ class StudyFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    tier: Literal["tabular"] = "tabular"
+    tier: Literal["tabular", "minatar", "atari"] = "tabular"
     description: str = ""
     seeds: int | list[int] = 3
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -139,6 +190,7 @@ class Cell:
 
     params: dict[str, Any]
     seed: int
+    tier: str = "tabular"
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -152,11 +204,25 @@ class Cell:
         resolved parameter. Two spellings of one recipe (a preset, or its parts; 1 or 1.0) are one cell."""
         parts = self.variant().to_dict()
         parts.pop("name")
-        return {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
+        identity = {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
+        if self.tier != "tabular":  # what the teacher file holds, not only its name
+            identity.update(tier=self.tier, teacher_sha256=file_digest(self.params["teacher_file"]))
+        return identity
 
     def config(self) -> dict[str, Any]:
         """The study's parameters, the identity the id hashes, and the seed."""
         return {"params": self.params, "identity": self.identity(), "seed": self.seed}
+
+
+@functools.cache
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def file_digest(path: str) -> str:
+    """A file's content hash (cached while the file is unchanged)."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
 def canonical_json(data: Any) -> str:
@@ -287,10 +353,12 @@ def _check_keys(spec: StudyFile, where: str) -> None:
     sources = [("fixed", spec.fixed), ("factors", spec.factors)]
     sources += [(f"exclude[{i}]", rule) for i, rule in enumerate(spec.exclude)]
     sources += [(f"include[{i}]", rule) for i, rule in enumerate(spec.include)]
+    allowed = tier_keys(spec.tier)
     for table, entries in sources:
         for key in entries:
-            if key not in KEY_SECTION:
-                raise StudyError(f"{where}: [{table}] unknown key {key!r}; allowed: {', '.join(ALLOWED_KEYS)}")
+            if key not in allowed:
+                raise StudyError(f"{where}: [{table}] unknown key {key!r} for tier {spec.tier!r}; allowed: "
+                                 f"{', '.join(allowed)}")
     for key, values in spec.factors.items():
         if not values:
             raise StudyError(f"{where}: [factors] {key!r} is an empty list; a factor needs at least one value")
@@ -324,7 +392,7 @@ def _expand(spec: StudyFile, where: str) -> list[Cell]:
         lists = {k: v if isinstance(v, list) else [v] for k, v in rule.items()}
         for combo in itertools.product(*lists.values()):
             points.append(dict(spec.fixed, **dict(zip(lists, combo, strict=True))))
-    resolved = [_resolve(p, where) for p in points]
+    resolved = [_resolve(p, where, spec.tier) for p in points]
     used = [False] * len(spec.exclude)
     kept = []
     for params in resolved:
@@ -341,12 +409,12 @@ def _expand(spec: StudyFile, where: str) -> list[Cell]:
     cells: dict[str, Cell] = {}
     for params in kept:
         for seed in spec.seed_list:
-            cell = Cell(params, seed)
+            cell = Cell(params, seed, spec.tier)
             cells.setdefault(cell.id, cell)  # two spellings of one cell run once
     return list(cells.values())
 
 
-def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
+def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[str, Any]:
     """Fill in defaults and validate every section of one grid point."""
     where_point = f"{where}: cell {canonical_json(point)}"
     resolved: dict[str, Any] = {k: v for k, v in point.items() if KEY_SECTION[k] == "variant"}
@@ -354,7 +422,7 @@ def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
         build_variant(resolved)
     except VariantError as exc:
         raise StudyError(f"{where_point}: {exc}") from None
-    for section, model in SECTIONS.items():
+    for section, model in TIERS[tier].items():
         given = {k: v for k, v in point.items() if KEY_SECTION[k] == section}
         try:
             resolved.update(model.model_validate(given).model_dump())
@@ -362,6 +430,8 @@ def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
             err = exc.errors()[0]
             key = ".".join(str(x) for x in err["loc"])
             raise StudyError(f"{where_point}: key {key!r}: {err['msg']} (got {err.get('input')!r})") from None
+    if tier != "tabular":
+        return _check_network(resolved, where_point, tier)
     if resolved["student"] == "linear":
         raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
                          "two-step toy has; allowed for grid studies: table")
@@ -372,4 +442,25 @@ def _resolve(point: dict[str, Any], where: str) -> dict[str, Any]:
         build_mdp({**resolved, "mdps": 1})
     except MDPError as exc:
         raise StudyError(f"{where_point}: {exc}") from None
+    return resolved
+
+
+def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str, Any]:
+    """The game exists, the teacher file is there and fits it, and the variant runs on networks."""
+    from study.envs import EnvError, EnvSpec
+    from study.loop import check_variant
+    from study.teacher import Teacher, TeacherError
+
+    try:
+        spec = EnvSpec(tier, resolved["game"], resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
+        check_variant(build_variant(resolved))
+    except (EnvError, VariantError) as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    if not resolved["teacher_file"]:
+        resolved["teacher_file"] = f"results/teachers/{tier}-{resolved['game']}.pt"
+    try:
+        Teacher.load(Path(resolved["teacher_file"]), spec)
+    except TeacherError as exc:
+        raise StudyError(f"{where}: key 'teacher_file': {exc}") from None
+    resolved["sticky"] = spec.sticky
     return resolved

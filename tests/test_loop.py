@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -86,3 +87,39 @@ def test_plus_v_cond_is_refused_with_the_reason():
     with pytest.raises(V.VariantError, match="needs the student's value"):
         distill_network(spec, random_teacher(spec, "minatar"), V.variant("on_policy_distill_r_vcond"),
                         LoopConfig(iterations=1), seed=0)
+
+
+def test_a_minatar_study_runs_through_the_grid_and_the_analysis(tmp_path):
+    from analysis.analyze import Options, analyze
+    from study.grid import parse_study
+    from study.runner import run_study
+    from study.teacher import save_teacher
+
+    spec = EnvSpec("minatar", "breakout")
+    teacher = random_teacher(spec, "minatar")
+    path = save_teacher(tmp_path / "teacher.pt", teacher.net, teacher.meta)
+    study = parse_study(f"""
+name = "net"
+tier = "minatar"
+seeds = 2
+[fixed]
+game = "breakout"
+teacher_file = "{path}"
+iterations = 4
+eval_every = 2
+eval_episodes = 2
+rollout = 8
+num_envs = 2
+[factors]
+variant = ["rusu_kl", "on_policy_distill"]
+""")
+    assert all(c.tier == "minatar" for c in study.cells) and len({c.id for c in study.cells}) == 4
+    report = run_study(study, tmp_path / "r", workers=1)
+    assert len(report.done) == 4 and not report.failed
+    out = analyze(tmp_path / "r", None, Options(reps=200, permutations=199)).out
+    final = pd.read_csv(out / "tables" / "final.csv")
+    assert set(final["metric"]) == {"score", "return_norm", "agreement", "kl_student"}
+    assert "breakout" in (out / "report.md").read_text()
+    again = parse_study(study.source)
+    save_teacher(path, Net("minatar", (4, 10, 10), 3), teacher.meta)  # a retrained teacher: new cells
+    assert {c.id for c in parse_study(study.source).cells}.isdisjoint({c.id for c in again.cells})
