@@ -205,3 +205,95 @@ def bench_stats(reps: int = 50_000, seeds: int = 10, envs: int = 10, variants: i
     rate = reps * variants / seconds
     return StatsBench(reps, seeds, envs, variants, seconds, rate, loop_reps, loop_rate, rate / loop_rate,
                       machine_description())
+
+
+@dataclass
+class AtariBench:
+    """Frames per second on Pong with the same number of environments: raw stepping, the distillation
+    loop, our PPO and stable-baselines3's PPO (agent steps x 4 frames)."""
+
+    num_envs: int
+    steps: int
+    raw_fps: float
+    distill_fps: float
+    ppo_fps: float
+    sb3_fps: float | None
+    distill_over_raw: float
+    ppo_over_sb3: float | None
+    student_fraction: float
+    threads: int
+    machine: str
+
+
+def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None) -> AtariBench:
+    """Each part runs ``steps`` agent steps on ``num_envs`` Pong environments (the distillation loop and
+    PPO timed from their first completed iteration, so set-up is left out of both; stable-baselines3's
+    PPO is timed in ``learn`` with its first rollout, which favours it slightly)."""
+    import numpy as np
+
+    import variants as V
+    from study.envs import EnvSpec, VecEnv
+    from study.loop import LoopConfig, distill_network
+    from study.nets import Net, parameters, width_for_fraction
+    from study.rl.ppo import PPOConfig, train_ppo
+    from study.teacher import Teacher, TeacherMeta
+
+    threads = threads or _cpu_count()
+    torch.set_num_threads(threads)
+    spec = EnvSpec("atari", "pong", frame_cap=2_000)
+    env = VecEnv(spec, num_envs, 0)
+    env.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, env.n_actions, (steps // num_envs, num_envs))
+    start = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    raw = len(actions) * num_envs * 4 / (time.perf_counter() - start)
+    env.close()
+
+    torch.manual_seed(0)
+    teacher_net = Net("nature", (4, 84, 84), 6)
+    teacher = Teacher(teacher_net, TeacherMeta(env=spec.to_dict(), obs_shape=[4, 84, 84], n_actions=6, algo="dqn",
+                                               arch="nature"))
+    width = width_for_fraction("nature", (4, 84, 84), 6, 0.25)
+    rollout = 32
+    iterations = max(2, steps // (num_envs * rollout))
+    marks: dict[int, float] = {}
+    cfg = LoopConfig(iterations=iterations, num_envs=num_envs, rollout=rollout, eval_every=10**9, eval_episodes=1,
+                     width=width)
+    distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0,
+                    progress=lambda it, _r: marks.__setitem__(it, time.perf_counter()))
+    distill = (iterations - 1) * num_envs * rollout * 4 / (marks[iterations] - marks[1])
+    fraction = parameters(Net("nature", (4, 84, 84), 6, width)) / parameters(teacher_net)
+
+    ppo_marks: list[tuple[int, float]] = []
+    train_ppo(spec, steps, PPOConfig(num_envs=num_envs), seed=0, device=torch.device("cpu"), resume=None,
+              checkpoint=lambda _p: None, checkpoint_every=10**12,
+              progress=lambda s, _r: ppo_marks.append((s, time.perf_counter())))
+    (s0, t0), (s1, t1) = ppo_marks[0], ppo_marks[-1]
+    ppo = (s1 - s0) * 4 / (t1 - t0)
+    sb3 = _sb3_fps(num_envs, steps)
+    return AtariBench(num_envs, steps, raw, distill, ppo, sb3, distill / raw, ppo / sb3 if sb3 else None, fraction,
+                      threads, machine_description())
+
+
+def _sb3_fps(num_envs: int, steps: int) -> float | None:
+    """stable-baselines3's PPO with the same settings, on its standard Atari pipeline (None if absent)."""
+    try:
+        import ale_py
+        import gymnasium as gym
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+    except ImportError:
+        return None
+    gym.register_envs(ale_py)
+    env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=num_envs, seed=0,
+                                       env_kwargs={"frameskip": 1, "repeat_action_probability": 0.25}), n_stack=4)
+    model = PPO("CnnPolicy", env, n_steps=128, n_epochs=4, batch_size=num_envs * 128 // 4, learning_rate=2.5e-4,
+                clip_range=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, device="cpu", seed=0, verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    seconds = time.perf_counter() - start
+    env.close()
+    return model.num_timesteps * 4 / seconds

@@ -298,6 +298,39 @@ def analyze_cmd(
     out.print(f"report: {outcome.report_html} (and report.md, tables/, figures/)")
 
 
+@bench_app.command("atari", epilog="Example: distill bench atari --envs 8 --steps 8192")
+@cli_errors
+def bench_atari_cmd(
+    envs: Annotated[int, typer.Option(help="Environments, the same for every part.")] = 8,
+    steps: Annotated[int, typer.Option(help="Agent steps per part (4 frames each).")] = 4096,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: one per core).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """Frames per second on Pong: raw stepping of ale-py's vector env, the distillation loop (teacher acting,
+    the 25% student learning with Rusu's KL), and our PPO next to stable-baselines3's."""
+    from study.bench import bench_atari
+
+    if envs < 1 or steps < envs * 64 or (threads is not None and threads < 1):
+        raise UsageError(f"--envs {envs} / --steps {steps} / --threads {threads}; allowed: envs >= 1, "
+                         "steps >= 64 x envs, threads >= 1")
+    if json_path is not None:
+        check_writable_file(json_path)
+    with err.status("timing Pong: raw stepping, distillation, PPO, stable-baselines3"):
+        r = bench_atari(envs, steps, threads)
+    out.print(f"raw stepping:        {r.raw_fps:,.0f} frames/s")
+    out.print(f"distillation loop:   {r.distill_fps:,.0f} frames/s ({r.distill_over_raw:.2f} x raw; student "
+              f"{r.student_fraction:.0%} of the teacher's parameters; target >= 0.5)")
+    out.print(f"our PPO:             {r.ppo_fps:,.0f} frames/s")
+    if r.sb3_fps is None:
+        out.print("stable-baselines3:   not installed (pip install -c constraints.txt -e '.[bench]')")
+    else:
+        out.print(f"stable-baselines3:   {r.sb3_fps:,.0f} frames/s; ours {r.ppo_over_sb3:.2f} x (target >= 1.5)")
+    out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s); "
+              f"machine: {r.machine}", soft_wrap=True)
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(r))
+
+
 @bench_app.command("stats", epilog="Example: distill bench stats --reps 50000")
 @cli_errors
 def bench_stats_cmd(

@@ -143,10 +143,11 @@ def distill_network(spec: EnvSpec, teacher: Teacher, variant: Variant, cfg: Loop
             result.steps.append(it * cfg.num_envs * cfg.rollout)
             result.evals.append(evaluate_student(student, teacher, variant, spec, cfg, seed + 104_729 * (it + 1)))
         buf_obs, buf_out, buf_act, buf_rew, buf_done, buf_v = [], [], [], [], [], []
+        student_acts = variant.control.weights(it)[1] > 0
         for _ in range(cfg.rollout):
             with torch.no_grad():
                 t_out = teacher.outputs(obs)
-                s_out = student(obs)
+                s_out = student(obs) if student_acts else t_out  # unused by a control the student has no share in
                 q = control_probs(variant, t_out, s_out, it)
                 action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
             buf_obs.append(obs)
