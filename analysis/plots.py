@@ -608,3 +608,22 @@ def phase_portrait(
     """
     fig = _figure_phase_portrait(fields, trajectories=trajectories, xlabel=xlabel, ylabel=ylabel, title=title)
     return save(fig, path)
+
+
+def training_curve(frame: pd.DataFrame, path: Path, *, title: str, window: int = 100) -> list[Path]:
+    """A teacher's learning curve: every training episode's unclipped score (faint) and its running mean
+    over ``window`` episodes, against agent steps. ``frame``: columns step, score."""
+    data = _checked(frame, ["step", "score"], "training_curve", dropna=["step", "score"])
+    if data.empty:
+        raise ValueError("training_curve: no finished training episodes")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.5, 3.2), layout="constrained")
+        ax.plot(data["step"], data["score"], lw=0.4, alpha=0.25, color="grey", label="episode")
+        ax.plot(data["step"], data["score"].rolling(window, min_periods=1).mean(), lw=1.6,
+                color=sns.color_palette("colorblind")[0], label=f"mean of {window}")
+        ax.set_xlabel("agent steps")
+        ax.set_ylabel("score (unclipped)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3, lw=0.5)
+        ax.legend(frameon=False)
+    return save(fig, path)

@@ -433,6 +433,47 @@ def teacher_eval_cmd(
               f"median {np.median(scores):.1f}, min {scores.min():.1f}, max {scores.max():.1f}", soft_wrap=True)
 
 
+@teacher_app.command("list", epilog="Example: distill teacher list results/teachers --markdown "
+                                       "results/teachers/README.md")
+@cli_errors
+def teacher_list_cmd(
+    folder: Annotated[Path, typer.Argument(help="A folder of teacher files.")] = Path("results/teachers"),
+    markdown: Annotated[Path | None, typer.Option(help="Also write the table here (Markdown).")] = None,
+    curves: Annotated[bool, typer.Option("--curves", help="Redraw each teacher's learning-curve figure.")] = False,
+) -> None:
+    """The teachers in a folder: environment, algorithm, training steps, parameters and evaluation score."""
+    import pandas as pd
+
+    from analysis.tables import markdown as to_markdown
+    from study.rl.train import draw_curve, teacher_table
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder; allowed: a folder of teacher files (distill teacher train)")
+    if markdown is not None:
+        check_writable_file(markdown)
+    rows = teacher_table(folder)
+    if not rows:
+        raise UsageError(f"{folder}: no teacher files (*.pt); make one with distill teacher train")
+    frame = pd.DataFrame(rows)
+    table = Table(title=f"teachers in {folder}")
+    for col in frame.columns:
+        table.add_column(col, justify="left" if frame[col].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+                        for v in row))
+    out.print(table)
+    if curves:
+        for name in frame["file"]:
+            draw_curve(folder / name)
+    if markdown is not None:
+        from study.output import write_text
+
+        write_text(markdown, f"# Teachers\n\nWritten by `distill teacher list {folder} --markdown {markdown}`; "
+                             "scores are unclipped, over whole episodes (DQN teachers act epsilon-greedily with "
+                             "epsilon 0.05).\n\n" + to_markdown(frame))
+        out.print(f"wrote {markdown}")
+
+
 @grid_app.command("plan", epilog="Example: distill grid plan demo")
 @cli_errors
 def grid_plan_cmd(

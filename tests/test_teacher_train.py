@@ -92,3 +92,15 @@ def test_teacher_eval_reports_the_score(tmp_path):
     result = runner.invoke(app, ["teacher", "eval", str(out), "--episodes", "3"])
     assert result.exit_code == 0, result.output
     assert "over 3 episodes" in result.stdout.replace("\n", " ")
+
+
+def test_teacher_list_tabulates_a_folder_and_draws_curves(tmp_path):
+    out = tmp_path / "minatar-breakout.pt"
+    train_teacher(SPEC, "ppo", 1_024, out, device="cpu", eval_episodes=1, config={"rollout": 32})
+    assert out.with_name(out.name + ".curve.png").stat().st_size > 2000  # drawn when training ends
+    md = tmp_path / "README.md"
+    result = runner.invoke(app, ["teacher", "list", str(tmp_path), "--markdown", str(md), "--curves"])
+    assert result.exit_code == 0, result.output
+    text = md.read_text()
+    assert "| minatar-breakout.pt | MinAtar/Breakout-v1 | 0.1 | ppo |" in text
+    assert runner.invoke(app, ["teacher", "list", str(tmp_path / "none")]).exit_code == 2

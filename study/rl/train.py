@@ -21,7 +21,7 @@ from study.envs import MINATAR_GAMES, EnvError, EnvSpec
 from study.rl.common import act_greedy, act_sample, atomic_save, evaluate, pick_device
 from study.rl.dqn import DQNConfig, train_dqn
 from study.rl.ppo import PPOConfig, train_ppo
-from study.teacher import Teacher, TeacherError, TeacherMeta, save_teacher
+from study.teacher import Teacher, TeacherError, TeacherMeta, read_teacher, save_teacher
 
 TRAINERS = {"dqn": (DQNConfig, train_dqn), "ppo": (PPOConfig, train_ppo)}
 
@@ -44,6 +44,30 @@ def parse_env(text: str, sticky: float | None = None) -> EnvSpec:
 def paths(out: Path) -> tuple[Path, Path]:
     """Checkpoint and learning-curve files beside the teacher file."""
     return out.with_name(out.name + ".ckpt"), out.with_name(out.name + ".curve.csv")
+
+
+def draw_curve(out: Path) -> list[Path]:
+    """The teacher's learning curve as a figure (OUT.curve.png and .pdf) from its CSV."""
+    import pandas as pd
+
+    from analysis.plots import training_curve
+
+    meta, _ = read_teacher(out)
+    curve = paths(out)[1]
+    return training_curve(pd.read_csv(curve), curve.with_suffix(".png"),
+                          title=f"{meta.env_spec.id}: {meta.algo}, score {meta.eval_mean:.2f} +- {meta.eval_std:.2f}")
+
+
+def teacher_table(folder: Path) -> list[dict[str, Any]]:
+    """One row per teacher file in ``folder``: what it is and how well it plays."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.pt")):
+        meta, state = read_teacher(path)
+        rows.append({"file": path.name, "environment": meta.env_spec.id, "sticky": meta.env_spec.sticky,
+                     "algo": meta.algo, "agent steps": meta.steps, "parameters": sum(v.numel() for v in state.values()),
+                     "score": meta.eval_mean, "sd": meta.eval_std, "episodes": meta.eval_episodes,
+                     "commit": (meta.commit or "")[:10]})
+    return rows
 
 
 @dataclass
@@ -97,6 +121,8 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
                        extra={"seed": seed, "eval_epsilon": eval_epsilon if algo == "dqn" else None,
                               "config": cfg.__dict__, "frames": done * (4 if spec.tier == "atari" else 1)})
     save_teacher(out, net, meta)
+    if curve.rows:
+        draw_curve(out)
     return Trained(meta, out, curve_path, seconds, (done - first) / max(seconds, 1e-9))
 
 
