@@ -105,8 +105,12 @@ class TeacherFileParams(BaseModel):
 
 
 class NetStudentParams(BaseModel):
+    """The student network: the teacher's architecture at ``width``, or at the width whose parameter count is
+    closest to ``student_fraction`` of the teacher's (Rusu et al.'s compression: about 0.25, 0.07, 0.04)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     width: float = Field(1.0, gt=0.0, le=4.0)
+    student_fraction: float | None = Field(None, gt=0.0, le=1.0)
 
 
 class LoopParams(BaseModel):

@@ -14,6 +14,7 @@ import torch
 from study.envs import EnvSpec
 from study.grid import Cell, file_digest
 from study.loop import LoopConfig, distill_network
+from study.nets import width_for_fraction
 from study.rl.common import evaluate
 from study.rl.train import _acting
 from study.teacher import Teacher
@@ -46,7 +47,11 @@ def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
     p = cell.params
     spec = env_spec(cell)
     teacher = Teacher.load(Path(p["teacher_file"]), spec)
-    cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=p["width"])
+    width = p["width"]
+    if p.get("student_fraction") is not None:
+        m = teacher.meta
+        width = width_for_fraction(m.arch, m.obs_shape, m.n_actions, p["student_fraction"])
+    cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width)
     random, teacher_score = references(p["teacher_file"], file_digest(p["teacher_file"]), spec, cfg.eval_episodes,
                                        cfg.eval_epsilon)
     result = distill_network(spec, teacher, cell.variant(), cfg, seed=cell.seed)
@@ -64,5 +69,5 @@ def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
                "teacher_return": teacher_score, "uniform_return": random,
                "references": {"random": [random], "teacher": [teacher_score], "optimal": [float("nan")]},
                "student_parameters": sum(x.numel() for x in result.student.parameters()),
-               "teacher_parameters": sum(x.numel() for x in teacher.net.parameters())}
+               "teacher_parameters": sum(x.numel() for x in teacher.net.parameters()), "width": width}
     return metrics, summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -112,10 +113,16 @@ rollout = 8
 num_envs = 2
 [factors]
 variant = ["rusu_kl", "on_policy_distill"]
+[[include]]
+variant = "rusu_kl"
+student_fraction = 0.25
 """)
-    assert all(c.tier == "minatar" for c in study.cells) and len({c.id for c in study.cells}) == 4
+    assert all(c.tier == "minatar" for c in study.cells) and len({c.id for c in study.cells}) == 6
     report = run_study(study, tmp_path / "r", workers=1)
-    assert len(report.done) == 4 and not report.failed
+    assert len(report.done) == 6 and not report.failed
+    small = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*/summary.json")]
+    fractions = sorted(s["student_parameters"] / s["teacher_parameters"] for s in small)
+    assert fractions[0] == pytest.approx(0.25, abs=0.02) and fractions[-1] == 1.0
     out = analyze(tmp_path / "r", None, Options(reps=200, permutations=199)).out
     final = pd.read_csv(out / "tables" / "final.csv")
     assert set(final["metric"]) == {"score", "return_norm", "agreement", "kl_student"}
