@@ -104,3 +104,12 @@ def test_unwritable_json_is_refused_before_any_work(tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.stderr
     result = runner.invoke(app, ["bench", "tabular", "--loop-mdps", "0"])
     assert result.exit_code == 2 and "--loop-mdps" in result.stderr
+
+
+def test_bench_stats_runs_and_bench_atari_refuses_bad_sizes(tmp_path):
+    result = runner.invoke(app, ["bench", "stats", "--reps", "200", "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["reps"] == 200 and data["variants"] == 12 and data["resamples_per_second"] > 0
+    bad = runner.invoke(app, ["bench", "atari", "--envs", "0"])
+    assert bad.exit_code == 2 and "allowed: envs >= 1" in bad.stderr
