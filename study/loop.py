@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from study.envs import EnvSpec, VecEnv
-from study.nets import Net
+from study.nets import MultiTaskNet, Net
 from study.teacher import Teacher
 from variants import Variant, VariantError, masked_state_loss, surrogate
 from variants.acting import control_probs
@@ -85,9 +85,41 @@ class Evaluation:
 
 @dataclass
 class LoopResult:
+    """Evaluations along training (agent steps per game so far), per game."""
+
     steps: list[int] = field(default_factory=list)
-    evals: list[Evaluation] = field(default_factory=list)
-    student: Net | None = None
+    games: dict[str, list[Evaluation]] = field(default_factory=dict)
+    student: torch.nn.Module | None = None
+
+    @property
+    def evals(self) -> list[Evaluation]:
+        """The evaluations of a single-game run."""
+        if len(self.games) != 1:
+            raise ValueError(f"{len(self.games)} games: read result.games")
+        return next(iter(self.games.values()))
+
+
+class GameHead(torch.nn.Module):
+    """One game's view of a multi-task student: ``forward(obs)`` as a single-game network has."""
+
+    def __init__(self, net: MultiTaskNet, game: str) -> None:
+        super().__init__()
+        self.net, self.game = net, game
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs, self.game)
+
+
+@dataclass
+class _Game:
+    """What the loop keeps per game: its environments, teacher, the student's head and its memory."""
+
+    spec: EnvSpec
+    teacher: Teacher
+    student: torch.nn.Module
+    env: VecEnv
+    replay: Memory | None
+    obs: Tensor
 
 
 class Memory:
@@ -126,64 +158,100 @@ def segments(done: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
 def distill_network(spec: EnvSpec, teacher: Teacher, variant: Variant, cfg: LoopConfig, *, seed: int,
                     progress: Callable[[int, LoopResult], None] | None = None) -> LoopResult:
     """Train a student of ``cfg.width`` on ``spec`` from ``teacher`` with ``variant``."""
+    torch.manual_seed(seed)
+    shape = tuple(teacher.meta.obs_shape)
+    student = Net(teacher.meta.arch, shape, teacher.meta.n_actions, cfg.width)
+    return _train({spec.game: (spec, teacher, student)}, student, variant, cfg, seed, progress)
+
+
+def distill_multitask(games: dict[str, tuple[EnvSpec, Teacher]], variant: Variant, cfg: LoopConfig, *, seed: int,
+                      progress: Callable[[int, LoopResult], None] | None = None) -> LoopResult:
+    """Rusu et al.'s multi-task distillation: one student with a head per game (and per-game input layers
+    where the games' observations differ), one memory per game; every iteration collects from and
+    updates on every game in turn."""
+    torch.manual_seed(seed)
+    arch = {t.meta.arch for _, t in games.values()}
+    if len(arch) != 1:
+        raise ValueError(f"multi-task students need teachers of one architecture; got {sorted(arch)}")
+    net = MultiTaskNet(arch.pop(), {g: tuple(t.meta.obs_shape) for g, (_, t) in games.items()},
+                       {g: t.meta.n_actions for g, (_, t) in games.items()}, cfg.width)
+    return _train({g: (spec, t, GameHead(net, g)) for g, (spec, t) in games.items()}, net, variant, cfg, seed,
+                  progress)
+
+
+def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: torch.nn.Module, variant: Variant,
+           cfg: LoopConfig, seed: int, progress: Callable[[int, LoopResult], None] | None) -> LoopResult:
     cfg.check()
     check_variant(variant)
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    env = VecEnv(spec, cfg.num_envs, seed)
-    student = Net(teacher.meta.arch, env.obs_shape, env.n_actions, cfg.width)
     opt = (torch.optim.Adam(student.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
            else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01))
-    replay = Memory(cfg.replay, env.obs_shape, env.n_actions) if uses_replay(variant) else None
-    needs_v = variant.reward == "teacher_v"
-    result = LoopResult(student=student)
-    obs = torch.as_tensor(env.reset())
+    games = {}
+    for k, (name, (spec, teacher, head)) in enumerate(parts.items()):
+        env = VecEnv(spec, cfg.num_envs, seed + 7_919 * k)
+        memory = Memory(cfg.replay, env.obs_shape, env.n_actions) if uses_replay(variant) else None
+        games[name] = _Game(spec, teacher, head, env, memory, torch.as_tensor(env.reset()))
+    result = LoopResult(student=student, games={name: [] for name in games})
+
+    def evaluate_all(it: int) -> None:
+        result.steps.append(it * cfg.num_envs * cfg.rollout)
+        for k, g in enumerate(games.values()):
+            result.games[g.spec.game].append(
+                evaluate_student(g.student, g.teacher, variant, g.spec, cfg, seed + 104_729 * (it + 1) + k))
+
     for it in range(cfg.iterations):
         if it % cfg.eval_every == 0:
-            result.steps.append(it * cfg.num_envs * cfg.rollout)
-            result.evals.append(evaluate_student(student, teacher, variant, spec, cfg, seed + 104_729 * (it + 1)))
-        buf_obs, buf_out, buf_act, buf_rew, buf_done, buf_v = [], [], [], [], [], []
-        student_acts = variant.control.weights(it)[1] > 0
-        for _ in range(cfg.rollout):
-            with torch.no_grad():
-                t_out = teacher.outputs(obs)
-                s_out = student(obs) if student_acts else t_out  # unused by a control the student has no share in
-                q = control_probs(variant, t_out, s_out, it)
-                action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
-            buf_obs.append(obs)
-            buf_out.append(t_out)
-            buf_act.append(action)
-            if needs_v:
-                buf_v.append(teacher.value(obs, variant.tau))
-            nxt, reward, terminated, truncated = env.step(action.numpy())
-            buf_rew.append(torch.as_tensor(reward, dtype=torch.float32))
-            buf_done.append(torch.as_tensor(terminated | truncated))
-            obs = torch.as_tensor(nxt)
-        if replay is not None:
-            replay.add(torch.cat(buf_obs), torch.cat(buf_out))
-            for _ in range(cfg.updates):
-                o, out = replay.sample(cfg.batch, gen)
-                _step(opt, student, masked_state_loss(variant, student(o), out).mean(), cfg)
-        else:
-            loss = _rollout_loss(variant, student, buf_obs, buf_out, buf_act, buf_rew, buf_done,
-                                 buf_v if needs_v else None)
-            _step(opt, student, loss, cfg)
+            evaluate_all(it)
+        for g in games.values():
+            _iteration(g, variant, cfg, it, gen, opt)
         if progress is not None:
             progress(it + 1, result)
-    result.steps.append(cfg.iterations * cfg.num_envs * cfg.rollout)
-    result.evals.append(evaluate_student(student, teacher, variant, spec, cfg, seed + 104_729 * (cfg.iterations + 1)))
-    env.close()
+    evaluate_all(cfg.iterations)
+    for g in games.values():
+        g.env.close()
     return result
 
 
-def _step(opt: torch.optim.Optimizer, net: Net, loss: Tensor, cfg: LoopConfig) -> None:
+def _iteration(g: _Game, variant: Variant, cfg: LoopConfig, it: int, gen: torch.Generator,
+               opt: torch.optim.Optimizer) -> None:
+    """Collect one rollout from a game under the control policy, then update the student on it."""
+    needs_v = variant.reward == "teacher_v"
+    buf_obs, buf_out, buf_act, buf_rew, buf_done, buf_v = [], [], [], [], [], []
+    student_acts = variant.control.weights(it)[1] > 0
+    for _ in range(cfg.rollout):
+        with torch.no_grad():
+            t_out = g.teacher.outputs(g.obs)
+            s_out = g.student(g.obs) if student_acts else t_out  # unused by a control the student has no share in
+            q = control_probs(variant, t_out, s_out, it)
+            action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
+        buf_obs.append(g.obs)
+        buf_out.append(t_out)
+        buf_act.append(action)
+        if needs_v:
+            buf_v.append(g.teacher.value(g.obs, variant.tau))
+        nxt, reward, terminated, truncated = g.env.step(action.numpy())
+        buf_rew.append(torch.as_tensor(reward, dtype=torch.float32))
+        buf_done.append(torch.as_tensor(terminated | truncated))
+        g.obs = torch.as_tensor(nxt)
+    if g.replay is not None:
+        g.replay.add(torch.cat(buf_obs), torch.cat(buf_out))
+        for _ in range(cfg.updates):
+            o, out = g.replay.sample(cfg.batch, gen)
+            _step(opt, g.student, masked_state_loss(variant, g.student(o), out).mean(), cfg)
+    else:
+        loss = _rollout_loss(variant, g.student, buf_obs, buf_out, buf_act, buf_rew, buf_done,
+                             buf_v if needs_v else None)
+        _step(opt, g.student, loss, cfg)
+
+
+def _step(opt: torch.optim.Optimizer, net: torch.nn.Module, loss: Tensor, cfg: LoopConfig) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
     opt.step()
 
 
-def _rollout_loss(variant: Variant, student: Net, obs: list[Tensor], out: list[Tensor], act: list[Tensor],
+def _rollout_loss(variant: Variant, student: torch.nn.Module, obs: list[Tensor], out: list[Tensor], act: list[Tensor],
                   rew: list[Tensor], done: list[Tensor], v: list[Tensor] | None) -> Tensor:
     """The variant's surrogate over the rollout's episode pieces, per valid step."""
     stack = lambda xs: torch.stack(xs, 1).flatten(0, 1)  # noqa: E731  [T, N] lists -> env-major [N*T]
@@ -205,7 +273,7 @@ def _rollout_loss(variant: Variant, student: Net, obs: list[Tensor], out: list[T
 
 
 @torch.no_grad()
-def evaluate_student(student: Net, teacher: Teacher, variant: Variant, spec: EnvSpec, cfg: LoopConfig,
+def evaluate_student(student: torch.nn.Module, teacher: Teacher, variant: Variant, spec: EnvSpec, cfg: LoopConfig,
                      seed: int) -> Evaluation:
     """Whole episodes played by the student (argmax with ``eval_epsilon``): unclipped score, argmax
     agreement with the teacher and KL(pi_T || pi_theta) on the states it visits."""

@@ -130,3 +130,17 @@ student_fraction = 0.25
     again = parse_study(study.source)
     save_teacher(path, Net("minatar", (4, 10, 10), 3), teacher.meta)  # a retrained teacher: new cells
     assert {c.id for c in parse_study(study.source).cells}.isdisjoint({c.id for c in again.cells})
+
+
+def test_one_multitask_student_learns_two_games_from_their_teachers():
+    from study.loop import distill_multitask
+
+    games = {}
+    for game in ("breakout", "space_invaders"):  # 4 and 6 observation channels: per-game input layers
+        spec = EnvSpec("minatar", game)
+        games[game] = (spec, random_teacher(spec, "minatar"))
+    cfg = LoopConfig(iterations=120, eval_every=120, eval_episodes=3, rollout=16)
+    result = distill_multitask(games, V.variant("rusu_kl"), cfg, seed=0)
+    assert set(result.games) == {"breakout", "space_invaders"} and len(result.student.heads) == 2
+    for evals in result.games.values():
+        assert evals[-1].agreement > 0.75 and evals[-1].agreement > evals[0].agreement + 0.2
