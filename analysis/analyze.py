@@ -320,7 +320,7 @@ def final_metrics(results: Results, opt: Options) -> pd.DataFrame:
         sub = results.runs[results.runs["arm"] == arm]
         for metric in _metric_order(results.metrics):
             iv = stats.interval(sub[metric], sub["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
-                                seed=opt.seed, name=f"final|{arm}|{metric}", clusters=sub["mdp"])
+                                seed=opt.seed, name=f"final|{arm}|{metric}", clusters=sub["instance"])
             rows.append({"arm": arm, "metric": metric, "mean": iv.estimate, "lo": iv.lo, "hi": iv.hi})
     return pd.DataFrame(rows)
 
@@ -353,7 +353,7 @@ def _per_task(runs: pd.DataFrame, metric: str, results: Results, opt: Options) -
         for arm in results.arms:
             sub = runs[(runs["arm"] == arm) & (runs["task"] == task)]
             iv = stats.interval(sub[metric], None, stats.mean, reps=opt.reps, level=opt.level, seed=opt.seed,
-                                name=f"{arm}|{task}", clusters=sub["mdp"])
+                                name=f"{arm}|{task}", clusters=sub["instance"])
             col.append(with_interval(iv.estimate, iv.lo, iv.hi))
         table[task] = col
     return table
@@ -486,20 +486,20 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     auc = stats.curve_metrics(curves, opt.metric)
     reach = stats.curve_metrics(curves, NORMALISED, threshold=opt.threshold) if NORMALISED in results.metrics \
         else None
-    keys = results.runs[["cell", "mdp", "arm", "task"]]
+    keys = results.runs[["cell", "mdp", "instance", "arm", "task"]]
     auc = auc.merge(keys, on=["cell", "mdp"])
     if reach is not None:
         reach = reach.merge(keys, on=["cell", "mdp"])
     for arm in results.arms:
         a = auc[auc["arm"] == arm]
         iv = stats.interval(a["auc"], a["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
-                            seed=opt.seed, name=f"auc|{arm}", clusters=a["mdp"])
+                            seed=opt.seed, name=f"auc|{arm}", clusters=a["instance"])
         row = {"arm": arm, "auc": iv.estimate, "auc_lo": iv.lo, "auc_hi": iv.hi}
         if reach is not None:
             r = reach[reach["arm"] == arm]
             steps = r["steps_to_threshold"].fillna(np.inf).to_numpy(dtype=float)
             med = stats.interval(steps, r["task"].astype(str), stats.median, reps=opt.reps, level=opt.level,
-                                 seed=opt.seed, name=f"reach|{arm}", clusters=r["mdp"])
+                                 seed=opt.seed, name=f"reach|{arm}", clusters=r["instance"])
             row.update(reached=float(np.isfinite(steps).mean()) if len(steps) else np.nan,
                        steps_median=med.estimate, steps_lo=med.lo, steps_hi=med.hi)
         rows.append(row)

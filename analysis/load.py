@@ -66,7 +66,7 @@ class Results:
     @property
     def clustered(self) -> bool:
         """Whether tasks hold several environment instances (a tabular cell's MDPs, shared by its seeds)."""
-        return bool(len(self.runs)) and int(self.runs.groupby("task", observed=True)["mdp"].nunique().max()) > 1
+        return bool(len(self.runs)) and int(self.runs.groupby("task", observed=True)["instance"].nunique().max()) > 1
 
     @property
     def unit_name(self) -> str:
@@ -81,8 +81,8 @@ class Results:
         if not self.clustered:
             out = runs[[*keys, "seed", metric]].rename(columns={"seed": "unit"})
             return out.assign(seeds=1)
-        grouped = runs.groupby(["arm", "task", "mdp"], observed=True, sort=False)
-        out = grouped[metric].mean().reset_index().rename(columns={"mdp": "unit"})
+        grouped = runs.groupby(["arm", "task", "instance"], observed=True, sort=False)
+        out = grouped[metric].mean().reset_index().rename(columns={"instance": "unit"})
         out["seeds"] = grouped[metric].size().to_numpy()
         first = grouped[self.factors].first().reset_index(drop=True) if self.factors else None
         return pd.concat([out, first], axis=1) if first is not None else out
@@ -136,6 +136,10 @@ def load_results(root: Path) -> Results:
     done = cells[cells["status"] == "done"]
     curves = _curves(root, done, arm_keys + task_keys)
     runs = _runs(root, done, curves, arm_keys + task_keys)
+    instances = _instances(root, done)
+    if instances is not None:  # multi-task cells: each run under its own game
+        curves, runs = _relabel(curves, instances), _relabel(runs, instances)
+        tasks = list(dict.fromkeys([*(t for t in tasks if t in set(runs["task"])), *runs["task"]]))
     return Results(root, study.name, study.spec.tier, cells, curves, runs, arm_keys, task_keys, arms, tasks,
                    errors)
 
@@ -185,7 +189,7 @@ def _labels(cells: pd.DataFrame, keys: list[str], default: str) -> pd.Series:
         parts = []
         for k in keys:
             value = row[k]
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
                 continue
             parts.append(str(value) if k == "variant" else f"{k}={_format(value)}")
         return ", ".join(parts) or default
@@ -209,10 +213,32 @@ def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     return curves
 
 
+def _instances(root: Path, done: pd.DataFrame) -> pd.DataFrame | None:
+    """(cell, mdp, task) for cells whose runs are different tasks (a multi-task student's games)."""
+    rows = []
+    for cell in done["cell"]:
+        labels = json.loads((root / cell / "summary.json").read_text()).get("instances")
+        rows += [{"cell": cell, "mdp": i, "game_task": label} for i, label in enumerate(labels or [])]
+    return pd.DataFrame(rows) if rows else None
+
+
+def _relabel(frame: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
+    merged = frame.assign(cell=frame["cell"].astype(str)).merge(instances, on=["cell", "mdp"], how="left")
+    relabelled = merged["game_task"].notna()
+    task = merged["game_task"].where(relabelled, merged["task"].astype(str))
+    out = merged.drop(columns="game_task").assign(task=task.astype("category" if frame["task"].dtype == "category"
+                                                                   else str))
+    if "instance" in out:  # a game of a multi-task student is its task's one environment, not an instance
+        out["instance"] = out["instance"].where(~relabelled, 0)
+    if frame["cell"].dtype == "category":
+        out["cell"] = out["cell"].astype("category")
+    return out
+
+
 def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     """One row per run: final value of every metric, the reference scores and the optimal policy's
     normalised score."""
-    base = ["cell", "mdp", "arm", "task", "seed", *factors]
+    base = ["cell", "mdp", "instance", "arm", "task", "seed", *factors]
     if done.empty:
         return pd.DataFrame(columns=base)
     last = curves.groupby("cell", observed=True)["step"].transform("max")
@@ -228,6 +254,7 @@ def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[st
         refs.append(pd.DataFrame({"cell": cell, "mdp": np.arange(n),
                                   **{f"{r}_score": given.get(r, [np.nan] * n) for r in REFERENCES}}))
     runs = runs.merge(pd.concat(refs, ignore_index=True), on=["cell", "mdp"], how="left")
+    runs["instance"] = runs["mdp"]  # the environment instance: a tabular cell's MDP (shared by its seeds)
     span = runs["teacher_score"] - runs["random_score"]
     runs["optimal_norm"] = (runs["optimal_score"] - runs["random_score"]) / span.where(span.abs() > 1e-9)
     runs["cell"] = runs["cell"].astype(str)

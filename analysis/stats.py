@@ -94,9 +94,10 @@ class Strata:
 
     @classmethod
     def of_runs(cls, runs: pd.DataFrame, value: str, sign: float = 1.0) -> Strata:
-        """A runs frame's values stratified by ``task`` and clustered by ``mdp`` (the environment instance;
-        seeds share a tabular cell's MDPs, so its runs are not independent across seeds)."""
-        clusters = runs["mdp"].to_numpy() if "mdp" in runs else None
+        """A runs frame's values stratified by ``task`` and clustered by ``instance`` (or ``mdp``): the
+        environment instance (seeds share a tabular cell's MDPs, so its runs are not independent)."""
+        column = "instance" if "instance" in runs else "mdp" if "mdp" in runs else None
+        clusters = runs[column].to_numpy() if column else None
         return cls.of(sign * runs[value].to_numpy(dtype=float), runs["task"].astype(str).to_numpy(), clusters)
 
     def environments(self, k: int) -> dict[str, np.ndarray]:

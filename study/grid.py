@@ -90,7 +90,7 @@ class GameParams(BaseModel):
     """The game of a network cell and how it is played (the evaluation protocol's environment side)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    game: str
+    game: str = ""
     sticky: float | None = Field(None, ge=0.0, lt=1.0)
     noop_max: int = Field(30, ge=0)
     frame_cap: int = Field(108_000, ge=1)
@@ -111,6 +111,7 @@ class NetStudentParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     width: float = Field(1.0, gt=0.0, le=4.0)
     student_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    games: str = ""  # a multi-task student: "breakout+asterix" (each game's teacher at its default path)
 
 
 class LoopParams(BaseModel):
@@ -209,9 +210,16 @@ class Cell:
         parts = self.variant().to_dict()
         parts.pop("name")
         identity = {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
-        if self.tier != "tabular":  # what the teacher file holds, not only its name
-            identity.update(tier=self.tier, teacher_sha256=file_digest(self.params["teacher_file"]))
+        if self.tier != "tabular":  # what the teacher files hold, not only their names
+            identity.update(tier=self.tier, teacher_sha256=[file_digest(f) for f in self.teacher_files()])
         return identity
+
+    def teacher_files(self) -> list[str]:
+        """A network cell's teacher files, one per game."""
+        games = [g for g in self.params.get("games", "").split("+") if g]
+        if not games:
+            return [self.params["teacher_file"] or f"results/teachers/{self.tier}-{self.params['game']}.pt"]
+        return [f"results/teachers/{self.tier}-{g}.pt" for g in games]
 
     def config(self) -> dict[str, Any]:
         """The study's parameters, the identity the id hashes, and the seed."""
@@ -450,21 +458,32 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
 
 
 def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str, Any]:
-    """The game exists, the teacher file is there and fits it, and the variant runs on networks."""
+    """The games exist, their teacher files are there and fit them, and the variant runs on networks."""
     from study.envs import EnvError, EnvSpec
     from study.loop import check_variant
     from study.teacher import Teacher, TeacherError
 
+    games = [g for g in resolved["games"].split("+") if g]
+    if bool(games) == bool(resolved["game"]):
+        raise StudyError(f"{where}: set either 'game' (one game) or 'games' (a multi-task student, e.g. "
+                         "\"breakout+asterix\"), not both and not neither")
+    if games and resolved["teacher_file"]:
+        raise StudyError(f"{where}: key 'teacher_file': a multi-task cell uses each game's teacher at "
+                         f"results/teachers/{tier}-<game>.pt; leave teacher_file unset")
+    if len(set(games)) != len(games) or len(games) == 1:
+        raise StudyError(f"{where}: key 'games': {resolved['games']!r}; allowed: two or more different games "
+                         "joined by '+'")
     try:
-        spec = EnvSpec(tier, resolved["game"], resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
+        specs = [EnvSpec(tier, g, resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
+                 for g in games or [resolved["game"]]]
         check_variant(build_variant(resolved))
     except (EnvError, VariantError) as exc:
         raise StudyError(f"{where}: {exc}") from None
-    if not resolved["teacher_file"]:
-        resolved["teacher_file"] = f"results/teachers/{tier}-{resolved['game']}.pt"
-    try:
-        Teacher.load(Path(resolved["teacher_file"]), spec)
-    except TeacherError as exc:
-        raise StudyError(f"{where}: key 'teacher_file': {exc}") from None
-    resolved["sticky"] = spec.sticky
+    for spec in specs:  # an unset teacher_file stays "" (the default path), so it is no factor of its own
+        path = resolved["teacher_file"] or f"results/teachers/{tier}-{spec.game}.pt"
+        try:
+            Teacher.load(Path(path), spec)
+        except TeacherError as exc:
+            raise StudyError(f"{where}: key 'teacher_file': {exc}") from None
+    resolved["sticky"] = specs[0].sticky
     return resolved

@@ -13,7 +13,7 @@ import torch
 
 from study.envs import EnvSpec
 from study.grid import Cell, file_digest
-from study.loop import LoopConfig, distill_network
+from study.loop import LoopConfig, distill_multitask, distill_network
 from study.nets import width_for_fraction
 from study.rl.common import evaluate
 from study.rl.train import _acting
@@ -24,9 +24,11 @@ LOOP_KEYS = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", 
 REFERENCE_SEED = 1_000_003  # the same reference episodes for every cell of a game
 
 
-def env_spec(cell: Cell) -> EnvSpec:
+def env_specs(cell: Cell) -> list[EnvSpec]:
+    """The cell's game, or each game of a multi-task cell."""
     p = cell.params
-    return EnvSpec(cell.tier, p["game"], p["sticky"], p["noop_max"], p["frame_cap"])
+    games = [g for g in p.get("games", "").split("+") if g] or [p["game"]]
+    return [EnvSpec(cell.tier, g, p["sticky"], p["noop_max"], p["frame_cap"]) for g in games]
 
 
 @functools.cache
@@ -43,31 +45,43 @@ def references(teacher_file: str, digest: str, spec: EnvSpec, episodes: int, eps
 
 
 def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Distil one cell; its metrics (tidy) and summary, in the tabular cells' format (one run: mdp 0)."""
+    """Distil one cell; its metrics (tidy) and summary in the tabular cells' format. A single-game cell is
+    one run (mdp 0); a multi-task cell is one run per game (mdp i: its i-th game), labelled in the
+    summary's ``instances`` so the analysis files each under its game."""
     p = cell.params
-    spec = env_spec(cell)
-    teacher = Teacher.load(Path(p["teacher_file"]), spec)
+    specs = env_specs(cell)
+    files = cell.teacher_files()
+    teachers = [Teacher.load(Path(f), spec) for f, spec in zip(files, specs, strict=True)]
     width = p["width"]
     if p.get("student_fraction") is not None:
-        m = teacher.meta
+        m = teachers[0].meta
         width = width_for_fraction(m.arch, m.obs_shape, m.n_actions, p["student_fraction"])
     cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width)
-    random, teacher_score = references(p["teacher_file"], file_digest(p["teacher_file"]), spec, cfg.eval_episodes,
-                                       cfg.eval_epsilon)
-    result = distill_network(spec, teacher, cell.variant(), cfg, seed=cell.seed)
-    span = teacher_score - random
+    refs = [references(f, file_digest(f), spec, cfg.eval_episodes, cfg.eval_epsilon)
+            for f, spec in zip(files, specs, strict=True)]
+    if len(specs) == 1:
+        result = distill_network(specs[0], teachers[0], cell.variant(), cfg, seed=cell.seed)
+    else:
+        result = distill_multitask({s.game: (s, t) for s, t in zip(specs, teachers, strict=True)}, cell.variant(),
+                                   cfg, seed=cell.seed)
     rows = []
-    for step, ev in zip(result.steps, result.evals, strict=True):
-        norm = (ev.score - random) / span if abs(span) > 1e-9 else float("nan")
-        for metric, value in (("score", ev.score), ("return_norm", norm), ("agreement", ev.agreement),
-                              ("kl_student", ev.kl)):
-            rows.append({"cell": cell.id, "mdp": 0, "step": step, "metric": metric, "value": float(value)})
+    for index, (spec, (random, teacher_score)) in enumerate(zip(specs, refs, strict=True)):
+        span = teacher_score - random
+        for step, ev in zip(result.steps, result.games[spec.game], strict=True):
+            norm = (ev.score - random) / span if abs(span) > 1e-9 else float("nan")
+            for metric, value in (("score", ev.score), ("return_norm", norm), ("agreement", ev.agreement),
+                                  ("kl_student", ev.kl)):
+                rows.append({"cell": cell.id, "mdp": index, "step": step, "metric": metric, "value": float(value)})
     metrics = pd.DataFrame(rows)
     last = metrics[metrics["step"] == metrics["step"].max()]
-    final = dict(zip(last["metric"], last["value"].astype(float), strict=True))
-    summary = {"cell": cell.id, "step": int(result.steps[-1]), "mdps": 1, "final": final,
-               "teacher_return": teacher_score, "uniform_return": random,
-               "references": {"random": [random], "teacher": [teacher_score], "optimal": [float("nan")]},
+    final = last.groupby("metric")["value"].mean().astype(float).to_dict()
+    teacher_params = sum(x.numel() for x in teachers[0].net.parameters())
+    summary = {"cell": cell.id, "step": int(result.steps[-1]), "mdps": len(specs), "final": final,
+               "teacher_return": float(np.mean([t for _, t in refs])),
+               "uniform_return": float(np.mean([r for r, _ in refs])),
+               "references": {"random": [r for r, _ in refs], "teacher": [t for _, t in refs],
+                              "optimal": [float("nan")] * len(specs)},
+               "instances": [f"game={s.game}" for s in specs] if len(specs) > 1 else None,
                "student_parameters": sum(x.numel() for x in result.student.parameters()),
-               "teacher_parameters": sum(x.numel() for x in teacher.net.parameters()), "width": width}
+               "teacher_parameters": teacher_params, "width": width}
     return metrics, summary

@@ -88,7 +88,7 @@ def test_cells_build_their_variants():
         ('name = "x" x', "malformed TOML"),
         ('name = "x"\nseeds = 0', "seeds"),
         ('name = "x"\ntier = "snes"', "tier"),
-        ('name = "x"\ntier = "atari"', "key 'game': Field required"),
+        ('name = "x"\ntier = "atari"', "set either 'game'"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "pong"', "allowed: breakout"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nsize = 5', "unknown key 'size' for tier"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nteacher_file = "no/such.pt"',

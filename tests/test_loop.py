@@ -144,3 +144,44 @@ def test_one_multitask_student_learns_two_games_from_their_teachers():
     assert set(result.games) == {"breakout", "space_invaders"} and len(result.student.heads) == 2
     for evals in result.games.values():
         assert evals[-1].agreement > 0.75 and evals[-1].agreement > evals[0].agreement + 0.2
+
+
+def test_a_multitask_cell_reports_each_game_under_its_own_task(tmp_path, monkeypatch):
+    from analysis.analyze import Options, analyze
+    from analysis.load import load_results
+    from study.grid import parse_study
+    from study.runner import run_study
+    from study.teacher import save_teacher
+
+    monkeypatch.chdir(tmp_path)  # teachers at their default paths, results/teachers/minatar-<game>.pt
+    for game in ("breakout", "space_invaders"):
+        t = random_teacher(EnvSpec("minatar", game), "minatar")
+        save_teacher(tmp_path / "results" / "teachers" / f"minatar-{game}.pt", t.net, t.meta)
+    study = parse_study("""
+name = "multi"
+tier = "minatar"
+seeds = 1
+[fixed]
+variant = "rusu_kl"
+iterations = 3
+eval_every = 3
+eval_episodes = 1
+rollout = 8
+num_envs = 2
+[factors]
+game = ["breakout", "space_invaders"]
+[[include]]
+games = "breakout+space_invaders"
+""")
+    assert len(study.cells) == 3
+    assert not run_study(study, tmp_path / "r", workers=1).failed
+    r = load_results(tmp_path / "r")
+    assert sorted(r.tasks) == ["game=breakout", "game=space_invaders"]
+    assert sorted(r.arms) == ["all", "games=breakout+space_invaders"]
+    assert len(r.runs) == 4 and not r.clustered  # each game: one single-task run and one multi-task run
+    out = analyze(tmp_path / "r", None, Options(reps=200, permutations=199)).out
+    per_task = pd.read_csv(out / "tables" / "per_task.csv")
+    assert list(per_task.columns) == ["arm", "game=breakout", "game=space_invaders"]
+    bad = 'name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\ngames = "breakout+asterix"'
+    with pytest.raises(Exception, match="set either 'game'"):
+        parse_study(bad)
