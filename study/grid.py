@@ -102,6 +102,9 @@ class TeacherFileParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     teacher_file: str = ""
+    # online distillation: a DQN teacher learning from scratch takes this many vector steps after every
+    # iteration of the student (0: the trained teacher file, fixed)
+    online_steps: int = Field(0, ge=0)
 
 
 class NetStudentParams(BaseModel):
@@ -467,6 +470,9 @@ def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str,
     if bool(games) == bool(resolved["game"]):
         raise StudyError(f"{where}: set either 'game' (one game) or 'games' (a multi-task student, e.g. "
                          "\"breakout+asterix\"), not both and not neither")
+    if games and resolved["online_steps"]:
+        raise StudyError(f"{where}: key 'online_steps': online distillation is for single-game cells; allowed "
+                         "with 'games': 0")
     if games and resolved["teacher_file"]:
         raise StudyError(f"{where}: key 'teacher_file': a multi-task cell uses each game's teacher at "
                          f"results/teachers/{tier}-<game>.pt; leave teacher_file unset")
@@ -482,8 +488,12 @@ def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str,
     for spec in specs:  # an unset teacher_file stays "" (the default path), so it is no factor of its own
         path = resolved["teacher_file"] or f"results/teachers/{tier}-{spec.game}.pt"
         try:
-            Teacher.load(Path(path), spec)
+            teacher = Teacher.load(Path(path), spec)
         except TeacherError as exc:
             raise StudyError(f"{where}: key 'teacher_file': {exc}") from None
+        if resolved["online_steps"] and teacher.meta.algo != "dqn":
+            raise StudyError(f"{where}: key 'online_steps': online teachers learn with DQN, so the teacher file "
+                             f"(which sets their settings and the score scale) must be a DQN teacher; {path} is "
+                             f"{teacher.meta.algo}")
     resolved["sticky"] = specs[0].sticky
     return resolved

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -90,6 +91,7 @@ class LoopResult:
     steps: list[int] = field(default_factory=list)
     games: dict[str, list[Evaluation]] = field(default_factory=dict)
     student: torch.nn.Module | None = None
+    teacher_scores: list[float] = field(default_factory=list)  # online teacher: its recent training score
 
     @property
     def evals(self) -> list[Evaluation]:
@@ -155,13 +157,25 @@ def segments(done: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
     return piece, pos, int(piece[-1]) + 1, int(pos.max()) + 1
 
 
+class Learner(Protocol):
+    """A teacher that is still learning (Rusu et al.'s online distillation): ``advance`` trains it one
+    step; ``curve.recent()`` is its recent training score."""
+
+    curve: Any
+
+    def advance(self) -> None: ...
+
+
 def distill_network(spec: EnvSpec, teacher: Teacher, variant: Variant, cfg: LoopConfig, *, seed: int,
-                    progress: Callable[[int, LoopResult], None] | None = None) -> LoopResult:
-    """Train a student of ``cfg.width`` on ``spec`` from ``teacher`` with ``variant``."""
+                    progress: Callable[[int, LoopResult], None] | None = None, online: Learner | None = None,
+                    online_steps: int = 0) -> LoopResult:
+    """Train a student of ``cfg.width`` on ``spec`` from ``teacher`` with ``variant``. With ``online``, the
+    teacher's network is the learner's, which takes ``online_steps`` steps after every iteration."""
     torch.manual_seed(seed)
     shape = tuple(teacher.meta.obs_shape)
     student = Net(teacher.meta.arch, shape, teacher.meta.n_actions, cfg.width)
-    return _train({spec.game: (spec, teacher, student)}, student, variant, cfg, seed, progress)
+    return _train({spec.game: (spec, teacher, student)}, student, variant, cfg, seed, progress, online,
+                  online_steps)
 
 
 def distill_multitask(games: dict[str, tuple[EnvSpec, Teacher]], variant: Variant, cfg: LoopConfig, *, seed: int,
@@ -180,7 +194,8 @@ def distill_multitask(games: dict[str, tuple[EnvSpec, Teacher]], variant: Varian
 
 
 def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: torch.nn.Module, variant: Variant,
-           cfg: LoopConfig, seed: int, progress: Callable[[int, LoopResult], None] | None) -> LoopResult:
+           cfg: LoopConfig, seed: int, progress: Callable[[int, LoopResult], None] | None,
+           online: Learner | None = None, online_steps: int = 0) -> LoopResult:
     cfg.check()
     check_variant(variant)
     gen = torch.Generator().manual_seed(seed)
@@ -195,6 +210,8 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
 
     def evaluate_all(it: int) -> None:
         result.steps.append(it * cfg.num_envs * cfg.rollout)
+        if online is not None:
+            result.teacher_scores.append(float(online.curve.recent()))
         for k, g in enumerate(games.values()):
             result.games[g.spec.game].append(
                 evaluate_student(g.student, g.teacher, variant, g.spec, cfg, seed + 104_729 * (it + 1) + k))
@@ -204,6 +221,8 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
             evaluate_all(it)
         for g in games.values():
             _iteration(g, variant, cfg, it, gen, opt)
+        for _ in range(online_steps if online is not None else 0):
+            online.advance()
         if progress is not None:
             progress(it + 1, result)
     evaluate_all(cfg.iterations)

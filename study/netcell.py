@@ -16,6 +16,7 @@ from study.grid import Cell, file_digest
 from study.loop import LoopConfig, distill_multitask, distill_network
 from study.nets import width_for_fraction
 from study.rl.common import evaluate
+from study.rl.dqn import DQNConfig, DQNLearner
 from study.rl.train import _acting
 from study.teacher import Teacher
 
@@ -44,6 +45,17 @@ def references(teacher_file: str, digest: str, spec: EnvSpec, episodes: int, eps
     return float(random.mean()), float(scores.mean())
 
 
+def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_steps: int, seed: int) -> DQNLearner:
+    """A DQN teacher learning from scratch alongside the student, with the trained teacher's settings;
+    its exploration decays over the steps it will take in this cell."""
+    config = DQNConfig.for_tier(spec.tier)
+    for key, value in (trained.meta.extra.get("config") or {}).items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    horizon = online_steps * config.num_envs * cfg.iterations
+    return DQNLearner(spec, config, seed=seed + 15_485_863, device=torch.device("cpu"), horizon=horizon)
+
+
 def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Distil one cell; its metrics (tidy) and summary in the tabular cells' format. A single-game cell is
     one run (mdp 0); a multi-task cell is one run per game (mdp i: its i-th game), labelled in the
@@ -59,7 +71,12 @@ def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
     cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width)
     refs = [references(f, file_digest(f), spec, cfg.eval_episodes, cfg.eval_epsilon)
             for f, spec in zip(files, specs, strict=True)]
-    if len(specs) == 1:
+    if len(specs) == 1 and p.get("online_steps"):
+        learner = online_teacher(specs[0], teachers[0], cfg, p["online_steps"], cell.seed)
+        result = distill_network(specs[0], Teacher(learner.net, teachers[0].meta), cell.variant(), cfg,
+                                 seed=cell.seed, online=learner, online_steps=p["online_steps"])
+        learner.close()
+    elif len(specs) == 1:
         result = distill_network(specs[0], teachers[0], cell.variant(), cfg, seed=cell.seed)
     else:
         result = distill_multitask({s.game: (s, t) for s, t in zip(specs, teachers, strict=True)}, cell.variant(),
@@ -72,6 +89,9 @@ def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
             for metric, value in (("score", ev.score), ("return_norm", norm), ("agreement", ev.agreement),
                                   ("kl_student", ev.kl)):
                 rows.append({"cell": cell.id, "mdp": index, "step": step, "metric": metric, "value": float(value)})
+    for step, score in zip(result.steps, result.teacher_scores, strict=False):
+        if np.isfinite(score):  # before its first finished episode an online teacher has no score
+            rows.append({"cell": cell.id, "mdp": 0, "step": step, "metric": "teacher_score", "value": score})
     metrics = pd.DataFrame(rows)
     last = metrics[metrics["step"] == metrics["step"].max()]
     final = last.groupby("metric")["value"].mean().astype(float).to_dict()

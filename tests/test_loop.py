@@ -185,3 +185,35 @@ games = "breakout+space_invaders"
     bad = 'name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\ngames = "breakout+asterix"'
     with pytest.raises(Exception, match="set either 'game'"):
         parse_study(bad)
+
+
+def test_online_distillation_follows_a_teacher_that_is_still_learning(tmp_path):
+    from study.grid import parse_study
+    from study.netcell import run_network_cell
+    from study.teacher import save_teacher
+
+    spec = EnvSpec("minatar", "breakout")
+    t = random_teacher(spec, "minatar")
+    t.meta.extra = {"config": {"learn_start": 64, "buffer": 2_000, "batch": 8, "num_envs": 2}}
+    path = save_teacher(tmp_path / "t.pt", t.net, t.meta)
+    study = parse_study(f"""
+name = "online"
+tier = "minatar"
+seeds = 1
+[fixed]
+game = "breakout"
+teacher_file = "{path}"
+variant = "rusu_kl"
+online_steps = 20
+iterations = 12
+eval_every = 4
+eval_episodes = 1
+rollout = 8
+num_envs = 2
+""")
+    metrics, summary = run_network_cell(study.cells[0])
+    assert {"score", "return_norm", "agreement", "kl_student", "teacher_score"} <= set(metrics["metric"])
+    assert summary["references"]["teacher"][0] is not None and summary["step"] == 12 * 2 * 8
+    bad = study.source.replace('variant = "rusu_kl"', 'variant = "rusu_kl"\ngames = "breakout+asterix"')
+    with pytest.raises(Exception, match="online distillation is for single-game cells"):
+        parse_study(bad.replace('teacher_file = "' + str(path) + '"\n', "").replace('game = "breakout"\n', ""))

@@ -78,56 +78,82 @@ class Replay:
         self.size, self.pos = n, state["pos"]
 
 
+class DQNLearner:
+    """A DQN learner that advances step by step: what `distill teacher train` runs to the end, and what
+    online distillation advances between the student's iterations (Rusu et al.'s teacher that is still
+    learning)."""
+
+    def __init__(self, spec: EnvSpec, cfg: DQNConfig, *, seed: int, device: torch.device, horizon: int,
+                 resume: dict[str, Any] | None = None) -> None:
+        self.cfg, self.device, self.horizon = cfg, device, horizon  # horizon: steps the exploration decays over
+        self.rng = seed_everything(seed)
+        env = VecEnv(spec, cfg.num_envs, seed)
+        arch = "minatar" if spec.tier == "minatar" else "nature"
+        self.net = Net(arch, env.obs_shape, env.n_actions, cfg.width).to(device)
+        self.target = Net(arch, env.obs_shape, env.n_actions, cfg.width).to(device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1.5e-4)
+        self.memory = Replay(cfg.buffer, env.obs_shape)
+        self.curve, self.step, self.updates = Curve([]), 0, 0
+        if resume is not None:
+            self.net.load_state_dict(resume["net"])
+            self.target.load_state_dict(resume["target"])
+            self.opt.load_state_dict(resume["optimizer"])
+            self.memory.load(resume["replay"])
+            self.curve = Curve([(int(s), float(v)) for s, v in resume["curve"].tolist()])
+            self.step, self.updates = int(resume["step"]), int(resume["updates"])
+            self.rng = restore_rng(resume["rng"])
+            env.close()
+            env = VecEnv(spec, cfg.num_envs, resumed_seed(seed, self.step))  # fresh episodes, not the first again
+        else:
+            self.target.load_state_dict(self.net.state_dict())
+        self.env = env
+        self.obs = env.reset()
+
+    def advance(self) -> None:
+        """One vector step (``num_envs`` transitions) and its updates."""
+        cfg = self.cfg
+        eps = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * self.step
+                  / (cfg.eps_fraction * self.horizon))
+        with torch.no_grad():
+            q = self.net(torch.as_tensor(self.obs, device=self.device))
+        actions = act_greedy(q, eps, self.rng)
+        next_obs, reward, terminated, truncated = self.env.step(actions)
+        done = terminated | truncated
+        self.memory.add(self.obs, actions, np.clip(reward, -1, 1), next_obs, done.astype(np.float32))
+        self.obs = next_obs
+        self.step += cfg.num_envs
+        self.curve.add(self.step, self.env.finished)
+        if self.memory.size >= cfg.learn_start:
+            for _ in range(cfg.updates_per_step):
+                _update(self.net, self.target, self.opt, self.memory.sample(cfg.batch, self.rng), cfg.gamma,
+                        self.device)
+                self.updates += 1
+                if self.updates % cfg.target_every == 0:
+                    self.target.load_state_dict(self.net.state_dict())
+
+    def state(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "target": self.target.state_dict(), "optimizer": self.opt.state_dict(),
+                "replay": self.memory.state(), "curve": self.curve.as_tensor(), "step": self.step,
+                "updates": self.updates, "rng": rng_state(self.rng), "config": asdict(self.cfg)}
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def train_dqn(spec: EnvSpec, steps: int, cfg: DQNConfig, *, seed: int, device: torch.device,
               resume: dict[str, Any] | None, checkpoint: Callable[[dict[str, Any]], None], checkpoint_every: int,
               progress: Callable[[int, float], None]) -> tuple[Net, Curve, int]:
     """Train for ``steps`` agent steps (all envs together); returns the online network and the curve."""
-    rng = seed_everything(seed)
-    env = VecEnv(spec, cfg.num_envs, seed)
-    net = Net("minatar" if spec.tier == "minatar" else "nature", env.obs_shape, env.n_actions, cfg.width).to(device)
-    target = Net(net.trunk.arch, env.obs_shape, env.n_actions, cfg.width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1.5e-4)
-    memory = Replay(cfg.buffer, env.obs_shape)
-    curve, step, updates = Curve([]), 0, 0
-    if resume is not None:
-        net.load_state_dict(resume["net"])
-        target.load_state_dict(resume["target"])
-        opt.load_state_dict(resume["optimizer"])
-        memory.load(resume["replay"])
-        curve = Curve([(int(s), float(v)) for s, v in resume["curve"].tolist()])
-        step, updates = int(resume["step"]), int(resume["updates"])
-        rng = restore_rng(resume["rng"])
-        env.close()
-        env = VecEnv(spec, cfg.num_envs, resumed_seed(seed, step))  # fresh episodes, not the first ones again
-    else:
-        target.load_state_dict(net.state_dict())
-    obs = env.reset()
-    next_save = (step // checkpoint_every + 1) * checkpoint_every
-    while step < steps:
-        eps = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * step / (cfg.eps_fraction * steps))
-        with torch.no_grad():
-            q = net(torch.as_tensor(obs, device=device))
-        actions = act_greedy(q, eps, rng)
-        next_obs, reward, terminated, truncated = env.step(actions)
-        done = terminated | truncated
-        memory.add(obs, actions, np.clip(reward, -1, 1), next_obs, done.astype(np.float32))
-        obs = next_obs
-        step += cfg.num_envs
-        curve.add(step, env.finished)
-        if memory.size >= cfg.learn_start:
-            for _ in range(cfg.updates_per_step):
-                _update(net, target, opt, memory.sample(cfg.batch, rng), cfg.gamma, device)
-                updates += 1
-                if updates % cfg.target_every == 0:
-                    target.load_state_dict(net.state_dict())
-        if step >= next_save or step >= steps:
-            checkpoint({"net": net.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
-                        "replay": memory.state(), "curve": curve.as_tensor(), "step": step, "updates": updates,
-                        "rng": rng_state(rng), "config": asdict(cfg)})
+    learner = DQNLearner(spec, cfg, seed=seed, device=device, horizon=steps, resume=resume)
+    next_save = (learner.step // checkpoint_every + 1) * checkpoint_every
+    while learner.step < steps:
+        learner.advance()
+        if learner.step >= next_save or learner.step >= steps:
+            checkpoint(learner.state())
             next_save += checkpoint_every
-        progress(step, curve.recent())
-    env.close()
-    return net, curve, step
+        progress(learner.step, learner.curve.recent())
+    learner.close()
+    return learner.net, learner.curve, learner.step
 
 
 def _update(net: Net, target: Net, opt: torch.optim.Optimizer, batch: tuple[np.ndarray, ...], gamma: float,
