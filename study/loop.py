@@ -30,6 +30,7 @@ from torch import Tensor
 
 from study.envs import EnvSpec, VecEnv
 from study.nets import MultiTaskNet, Net
+from study.rl.common import act_greedy, evaluate
 from study.teacher import Teacher
 from variants import Variant, VariantError, masked_state_loss, surrogate
 from variants.acting import control_probs
@@ -296,32 +297,19 @@ def evaluate_student(student: torch.nn.Module, teacher: Teacher, variant: Varian
                      seed: int) -> Evaluation:
     """Whole episodes played by the student (argmax with ``eval_epsilon``): unclipped score, argmax
     agreement with the teacher and KL(pi_T || pi_theta) on the states it visits."""
-    n = min(cfg.num_envs, cfg.eval_episodes)
-    quota = [cfg.eval_episodes // n + (i < cfg.eval_episodes % n) for i in range(n)]
-    env = VecEnv(spec, n, seed)
     rng = np.random.default_rng(seed)
-    obs = torch.as_tensor(env.reset())
-    returns = np.zeros(n)
-    scores: list[list[float]] = [[] for _ in range(n)]
-    agree = kls = 0.0
-    states = 0
-    while any(len(scores[i]) < quota[i] for i in range(n)):
+    totals = {"agree": 0.0, "kl": 0.0, "states": 0}
+
+    def on_states(obs: Tensor, counted: Tensor) -> None:
         s_out, t_out = student(obs), teacher.outputs(obs)
-        active = torch.as_tensor([len(scores[i]) < quota[i] for i in range(n)])
         best_t = t_out == t_out.max(-1, keepdim=True).values
-        agree += float(best_t.gather(1, s_out.argmax(-1, keepdim=True)).squeeze(1)[active].float().sum())
-        kls += float(kl(teacher_log_probs(t_out, variant.tau), student_log_probs(s_out))[active].sum())
-        states += int(active.sum())
-        action = s_out.argmax(-1).numpy()
-        explore = rng.random(n) < cfg.eval_epsilon
-        action = np.where(explore, rng.integers(0, env.n_actions, n), action)
-        nxt, reward, terminated, truncated = env.step(action)
-        returns += reward
-        for i in np.flatnonzero(terminated | truncated):
-            if len(scores[i]) < quota[i]:
-                scores[i].append(float(returns[i]))
-            returns[i] = 0.0
-        obs = torch.as_tensor(nxt)
-    env.close()
-    flat = [s for per in scores for s in per]
-    return Evaluation(float(np.mean(flat)), agree / max(states, 1), kls / max(states, 1))
+        totals["agree"] += float(best_t.gather(1, s_out.argmax(-1, keepdim=True)).squeeze(1)[counted].sum())
+        totals["kl"] += float(kl(teacher_log_probs(t_out, variant.tau), student_log_probs(s_out))[counted].sum())
+        totals["states"] += int(counted.sum())
+
+    def policy(obs: Tensor) -> np.ndarray:
+        return act_greedy(student(obs), cfg.eval_epsilon, rng)
+
+    scores = evaluate(policy, spec, cfg.eval_episodes, seed, torch.device("cpu"), cfg.num_envs, on_states)
+    states = max(totals["states"], 1)
+    return Evaluation(float(scores.mean()), totals["agree"] / states, totals["kl"] / states)

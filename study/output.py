@@ -38,3 +38,24 @@ def check_writable_file(path: Path) -> None:
         probe.close()
     except OSError as exc:
         raise OutputError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+
+
+def write_torch(path: Path, payload: object) -> Path:
+    """``torch.save`` into a temporary file renamed into place: a reader (or a resume after a kill) sees the
+    previous file or the new one, never half of one."""
+    import os
+    import tempfile
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -10,8 +10,6 @@ asks for and refuses a mismatch, naming both.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from torch import Tensor
 
 from study.envs import EnvSpec
 from study.nets import Net
+from study.output import write_torch
 from variants.policy import teacher_log_probs
 
 FORMAT = "distill-teacher/1"
@@ -57,19 +56,9 @@ class TeacherMeta:
 
 def save_teacher(path: Path, net: Net, meta: TeacherMeta) -> Path:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "meta": json.dumps(asdict(meta)),
                "state": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_torch(Path(path), payload)
 
 
 def read_teacher(path: Path) -> tuple[TeacherMeta, dict[str, Tensor]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +36,6 @@ def seed_everything(seed: int) -> np.random.Generator:
 def resumed_seed(seed: int, step: int) -> int:
     """Environment seed after a resume at ``step``: new episodes rather than a replay of the first ones."""
     return (seed + 1_000_003 * (step + 1)) % (2**31 - 1)
-
-
-def atomic_save(payload: dict[str, Any], path: Path) -> None:
-    """``torch.save`` into a temporary file renamed into place: a kill leaves the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -110,9 +96,11 @@ def act_sample(logits: Tensor, generator: torch.Generator | None = None) -> np.n
 
 
 def evaluate(policy: Callable[[Tensor], np.ndarray], spec: EnvSpec, episodes: int, seed: int,
-             device: torch.device, num_envs: int = 8) -> np.ndarray:
+             device: torch.device, num_envs: int = 8,
+             on_states: Callable[[Tensor, Tensor], None] | None = None) -> np.ndarray:
     """Unclipped scores of ``episodes`` whole episodes. Each env plays a fixed quota, so short episodes
-    are not favoured (taking the first episodes to finish would be)."""
+    are not favoured (taking the first episodes to finish would be). ``on_states(obs, counted)`` sees every
+    step's observations and which envs' episodes still count."""
     n = min(num_envs, episodes)
     quota = [episodes // n + (i < episodes % n) for i in range(n)]
     env = VecEnv(spec, n, seed)
@@ -121,7 +109,10 @@ def evaluate(policy: Callable[[Tensor], np.ndarray], spec: EnvSpec, episodes: in
     scores: list[list[float]] = [[] for _ in range(n)]
     while any(len(scores[i]) < quota[i] for i in range(n)):
         with torch.no_grad():
-            actions = policy(torch.as_tensor(obs, device=device))
+            batch = torch.as_tensor(obs, device=device)
+            if on_states is not None:
+                on_states(batch, torch.tensor([len(scores[i]) < quota[i] for i in range(n)]))
+            actions = policy(batch)
         obs, reward, terminated, truncated = env.step(actions)
         returns += reward
         for i in np.flatnonzero(terminated | truncated):

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from study.envs import MINATAR_GAMES, EnvError, EnvSpec
-from study.rl.common import act_greedy, act_sample, atomic_save, evaluate, pick_device
+from study.output import write_torch
+from study.rl.common import act_greedy, act_sample, evaluate, pick_device
 from study.rl.dqn import DQNConfig, train_dqn
 from study.rl.ppo import PPOConfig, train_ppo
 from study.teacher import Teacher, TeacherError, TeacherMeta, read_teacher, save_teacher
@@ -102,7 +103,7 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
 
     def save(payload: dict[str, Any]) -> None:
         payload.update(env=spec.to_dict(), algo=algo, seed=seed)
-        atomic_save(payload, ckpt_path)
+        write_torch(ckpt_path, payload)
 
     start, first = time.perf_counter(), int(state["step"]) if state else 0
     net, curve, done = trainer(spec, steps, cfg, seed=seed, device=dev, resume=state, checkpoint=save,
