@@ -39,8 +39,9 @@ class AnalysisError(ValueError):
 
 @dataclass
 class Results:
-    """A study's results as frames: cells (every cell of the study file, with its status), curves (tidy,
-    finished cells) and runs (one row per trained student: final metrics and reference scores)."""
+    """A study's results as frames: cells (every cell of the study file: its parameters, seed, status and,
+    when finished, its final metrics as ``final_<metric>``), curves (tidy, finished cells) and runs (one row
+    per trained student: final metrics and reference scores)."""
 
     root: Path
     name: str
@@ -133,6 +134,7 @@ def load_results(root: Path) -> Results:
     cells["task"] = _labels(cells, task_keys, default=str(cells[name_of].iloc[0]) if name_of else study.name)
     arms = list(dict.fromkeys(cells["arm"]))
     tasks = list(dict.fromkeys(cells["task"]))
+    cells = _with_finals(root, cells)
     done = cells[cells["status"] == "done"]
     curves = _curves(root, done, arm_keys + task_keys)
     runs = _runs(root, done, curves, arm_keys + task_keys)
@@ -211,6 +213,18 @@ def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     for col in ("cell", "arm", "task"):
         curves[col] = curves[col].astype("category")
     return curves
+
+
+def _with_finals(root: Path, cells: pd.DataFrame) -> pd.DataFrame:
+    """Each finished cell's final metrics (its summary: the mean over its runs) as columns."""
+    finals = {}
+    for cell in cells.loc[cells["status"] == "done", "cell"]:
+        finals[cell] = json.loads((root / cell / "summary.json").read_text()).get("final", {})
+    if not finals:
+        return cells
+    frame = pd.DataFrame.from_dict(finals, orient="index")
+    frame.columns = [f"final_{c}" for c in frame.columns]
+    return cells.merge(frame, left_on="cell", right_index=True, how="left")
 
 
 def _instances(root: Path, done: pd.DataFrame) -> pd.DataFrame | None:

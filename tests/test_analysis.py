@@ -70,6 +70,10 @@ def test_loading_counts_every_cell_and_keeps_failures_visible(folder):
     counts = r.counts().set_index("arm")
     assert counts.to_numpy().sum() == 12 and counts[["failed", "missing"]].to_numpy().sum() == 2
     assert len(r.runs) == 10 * 3  # one run per MDP of each finished cell
+    done = r.cells[r.cells["status"] == "done"]
+    by_cell = r.runs.groupby("cell")["return_norm"].mean()
+    assert done.set_index("cell")["final_return_norm"].to_dict() == pytest.approx(by_cell.to_dict())
+    assert r.cells.loc[r.cells["status"] != "done", "final_return_norm"].isna().all()
     assert set(r.runs["cell"]) == set(status[status == "done"].index)
 
 
