@@ -201,7 +201,7 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
     check_variant(variant)
     gen = torch.Generator().manual_seed(seed)
     opt = (torch.optim.Adam(student.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
-           else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=0.01))
+           else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=1e-6))
     games = {}
     for k, (name, (spec, teacher, head)) in enumerate(parts.items()):
         env = VecEnv(spec, cfg.num_envs, seed + 7_919 * k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -169,3 +170,11 @@ def test_exclude_sees_defaults():
     study = parse_study('name = "x"\n[factors]\nvariant = ["n_distill", "on_policy_distill"]\n'
                         '[[exclude]]\ngenerator = "gridworld"\nvariant = "n_distill"\n')
     assert {c.params["variant"] for c in study.cells} == {"on_policy_distill"}
+
+
+def test_every_builtin_study_validates_with_the_committed_teachers():
+    for name in builtin_studies():
+        study = load_study(name)
+        assert study.cells, name
+        if study.spec.tier != "tabular":
+            assert all(Path(f).is_file() for c in study.cells for f in c.teacher_files()), name
