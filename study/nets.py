@@ -42,7 +42,7 @@ class Trunk(nn.Module):
             flat = self.rest(self.first(torch.zeros(1, in_channels, *obs_hw))).shape[1]
         self.hidden = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
         self.arch, self.width, self.out_features = arch, width, hidden
-        self.to(memory_format=torch.channels_last)  # faster CPU convolutions (about 1.4x for a training step)
+        self.to(memory_format=torch.channels_last)  # faster convolutions on the CPU
 
     def forward(self, obs: Tensor, first: nn.Module | None = None) -> Tensor:
         x = (obs.float() * self.scale).contiguous(memory_format=torch.channels_last)
