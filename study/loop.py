@@ -240,15 +240,17 @@ def _iteration(g: _Game, variant: Variant, cfg: LoopConfig, it: int, gen: torch.
     student_acts = variant.control.weights(it)[1] > 0
     for _ in range(cfg.rollout):
         with torch.no_grad():
-            t_out = g.teacher.outputs(g.obs)
+            if needs_v:
+                t_out, v_t = g.teacher.outputs_and_value(g.obs, variant.tau)
+                buf_v.append(v_t)
+            else:
+                t_out = g.teacher.outputs(g.obs)
             s_out = g.student(g.obs) if student_acts else t_out  # unused by a control the student has no share in
             q = control_probs(variant, t_out, s_out, it)
             action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
         buf_obs.append(g.obs)
         buf_out.append(t_out)
         buf_act.append(action)
-        if needs_v:
-            buf_v.append(g.teacher.value(g.obs, variant.tau))
         nxt, reward, terminated, truncated = g.env.step(action.numpy())
         buf_rew.append(torch.as_tensor(reward, dtype=torch.float32))
         buf_done.append(torch.as_tensor(terminated | truncated))

@@ -115,7 +115,12 @@ class Teacher:
 
     @torch.no_grad()
     def value(self, obs: Tensor, tau: float) -> Tensor:
+        return self.outputs_and_value(obs, tau)[1]
+
+    @torch.no_grad()
+    def outputs_and_value(self, obs: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+        """Outputs and V_T(s) from one forward pass."""
         if self.meta.algo == "ppo":
-            return self.net.forward_value(obs)[1]
+            return self.net.forward_value(obs)
         q = self.net(obs)
-        return (teacher_log_probs(q, tau).exp() * q).sum(-1)
+        return q, (teacher_log_probs(q, tau).exp() * q).sum(-1)
