@@ -222,10 +222,11 @@ class AtariBench:
     ppo_over_sb3: float | None
     student_fraction: float
     threads: int
+    device: str
     machine: str
 
 
-def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None) -> AtariBench:
+def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None, device: str = "cpu") -> AtariBench:
     """Each part runs ``steps`` agent steps on ``num_envs`` Pong environments (the distillation loop and
     PPO timed from their first completed iteration, so set-up is left out of both; stable-baselines3's
     PPO is timed in ``learn`` with its first rollout, which favours it slightly)."""
@@ -260,24 +261,27 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
     iterations = max(2, steps // (num_envs * rollout))
     marks: dict[int, float] = {}
     cfg = LoopConfig(iterations=iterations, num_envs=num_envs, rollout=rollout, eval_every=10**9, eval_episodes=1,
-                     width=width)
+                     width=width, device=device)
     distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0,
                     progress=lambda it, _r: marks.__setitem__(it, time.perf_counter()))
     distill = (iterations - 1) * num_envs * rollout * 4 / (marks[iterations] - marks[1])
     fraction = parameters(Net("nature", (4, 84, 84), 6, width)) / parameters(teacher_net)
 
     ppo_marks: list[tuple[int, float]] = []
-    train_ppo(spec, steps, PPOConfig(num_envs=num_envs), seed=0, device=torch.device("cpu"), resume=None,
+    from study.rl.common import pick_device
+
+    dev = pick_device(device)
+    train_ppo(spec, steps, PPOConfig(num_envs=num_envs), seed=0, device=dev, resume=None,
               checkpoint=lambda _p: None, checkpoint_every=10**12,
               progress=lambda s, _r: ppo_marks.append((s, time.perf_counter())))
     (s0, t0), (s1, t1) = ppo_marks[0], ppo_marks[-1]
     ppo = (s1 - s0) * 4 / (t1 - t0)
-    sb3 = _sb3_fps(num_envs, steps)
+    sb3 = _sb3_fps(num_envs, steps, dev.type)
     return AtariBench(num_envs, steps, raw, distill, ppo, sb3, distill / raw, ppo / sb3 if sb3 else None, fraction,
-                      threads, machine_description())
+                      threads, str(dev), machine_description())
 
 
-def _sb3_fps(num_envs: int, steps: int) -> float | None:
+def _sb3_fps(num_envs: int, steps: int, device: str = "cpu") -> float | None:
     """stable-baselines3's PPO with the same settings, on its standard Atari pipeline (None if absent)."""
     try:
         import ale_py
@@ -291,7 +295,7 @@ def _sb3_fps(num_envs: int, steps: int) -> float | None:
     env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=num_envs, seed=0,
                                        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.25}), n_stack=4)
     model = PPO("CnnPolicy", env, n_steps=128, n_epochs=4, batch_size=num_envs * 128 // 4, learning_rate=2.5e-4,
-                clip_range=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, device="cpu", seed=0, verbose=0)
+                clip_range=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, device=device, seed=0, verbose=0)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     seconds = time.perf_counter() - start

@@ -19,6 +19,7 @@ from analysis.load import AnalysisError
 from study.envs import EnvError
 from study.grid import StudyError
 from study.output import OutputError, check_writable_file, write_json
+from study.rl.common import DeviceError
 from study.tabular.mdp import MDPError
 from study.teacher import TeacherError
 from variants import VariantError
@@ -52,7 +53,7 @@ def cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (VariantError, MDPError, UsageError, OutputError, StudyError, AnalysisError, EnvError,
-                TeacherError) as exc:
+                TeacherError, DeviceError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:  # an output path that cannot be written
@@ -304,6 +305,8 @@ def bench_atari_cmd(
     envs: Annotated[int, typer.Option(help="Environments, the same for every part.")] = 8,
     steps: Annotated[int, typer.Option(help="Agent steps per part (4 frames each).")] = 4096,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: one per core).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, auto (the GPU when present) or cuda: where the networks "
+                                             "run, for all three learners.")] = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
 ) -> None:
     """Frames per second on Pong: raw stepping of ale-py's vector env, the distillation loop (teacher acting,
@@ -315,8 +318,11 @@ def bench_atari_cmd(
                          "steps >= 64 x envs, threads >= 1")
     if json_path is not None:
         check_writable_file(json_path)
+    from study.rl.common import pick_device
+
+    pick_device(device)  # a device that is not there is refused before any work
     with err.status("timing Pong: raw stepping, distillation, PPO, stable-baselines3"):
-        r = bench_atari(envs, steps, threads)
+        r = bench_atari(envs, steps, threads, device)
     out.print(f"raw stepping:        {r.raw_fps:,.0f} frames/s")
     out.print(f"distillation loop:   {r.distill_fps:,.0f} frames/s ({r.distill_over_raw:.2f} x raw; student "
               f"{r.student_fraction:.0%} of the teacher's parameters; target >= 0.5)")
@@ -325,7 +331,8 @@ def bench_atari_cmd(
         out.print("stable-baselines3:   not installed (pip install -c constraints.txt -e '.[bench]')")
     else:
         out.print(f"stable-baselines3:   {r.sb3_fps:,.0f} frames/s; ours {r.ppo_over_sb3:.2f} x (target >= 1.5)")
-    out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s); "
+    out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s), "
+              f"networks on {r.device}; "
               f"machine: {r.machine}", soft_wrap=True)
     if json_path is not None:
         write_json(json_path, dataclasses.asdict(r))

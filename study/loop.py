@@ -30,7 +30,7 @@ from torch import Tensor
 
 from study.envs import EnvSpec, VecEnv
 from study.nets import MultiTaskNet, Net
-from study.rl.common import act_greedy, evaluate
+from study.rl.common import act_greedy, evaluate, pick_device
 from study.teacher import Teacher
 from variants import Variant, VariantError, masked_state_loss, surrogate
 from variants.acting import control_probs
@@ -54,6 +54,7 @@ class LoopConfig:
     eval_every: int = 100
     eval_episodes: int = 10
     eval_epsilon: float = 0.05
+    device: str = "cpu"  # or "auto" (the GPU when present), "cuda"; random draws stay on the CPU
 
     def check(self) -> None:
         ints = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "eval_every", "eval_episodes")
@@ -199,6 +200,10 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
            online: Learner | None = None, online_steps: int = 0) -> LoopResult:
     cfg.check()
     check_variant(variant)
+    dev = pick_device(cfg.device)
+    student.to(dev)
+    for _, teacher, _ in parts.values():
+        teacher.net.to(dev)
     gen = torch.Generator().manual_seed(seed)
     opt = (torch.optim.Adam(student.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
            else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=1e-6))
@@ -206,7 +211,7 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
     for k, (name, (spec, teacher, head)) in enumerate(parts.items()):
         env = VecEnv(spec, cfg.num_envs, seed + 7_919 * k)
         memory = Memory(cfg.replay, env.obs_shape, env.n_actions) if uses_replay(variant) else None
-        games[name] = _Game(spec, teacher, head, env, memory, torch.as_tensor(env.reset()))
+        games[name] = _Game(spec, teacher, head, env, memory, torch.as_tensor(env.reset(), device=dev))
     result = LoopResult(student=student, games={name: [] for name in games})
 
     def evaluate_all(it: int) -> None:
@@ -247,18 +252,18 @@ def _iteration(g: _Game, variant: Variant, cfg: LoopConfig, it: int, gen: torch.
                 t_out = g.teacher.outputs(g.obs)
             s_out = g.student(g.obs) if student_acts else t_out  # unused by a control the student has no share in
             q = control_probs(variant, t_out, s_out, it)
-            action = torch.multinomial(q, 1, generator=gen).squeeze(-1)
+            action = torch.multinomial(q.cpu(), 1, generator=gen).squeeze(-1)  # CPU draws: same on any device
         buf_obs.append(g.obs)
         buf_out.append(t_out)
-        buf_act.append(action)
+        buf_act.append(action.to(g.obs.device))
         nxt, reward, terminated, truncated = g.env.step(action.numpy())
-        buf_rew.append(torch.as_tensor(reward, dtype=torch.float32))
+        buf_rew.append(torch.as_tensor(reward, dtype=torch.float32, device=g.obs.device))
         buf_done.append(torch.as_tensor(terminated | truncated))
-        g.obs = torch.as_tensor(nxt)
+        g.obs = torch.as_tensor(nxt, device=g.obs.device)
     if g.replay is not None:
         g.replay.add(torch.cat(buf_obs), torch.cat(buf_out))
         for _ in range(cfg.updates):
-            o, out = g.replay.sample(cfg.batch, gen)
+            o, out = (x.to(g.obs.device) for x in g.replay.sample(cfg.batch, gen))
             _step(opt, g.student, masked_state_loss(variant, g.student(o), out).mean(), cfg)
     else:
         loss = _rollout_loss(variant, g.student, buf_obs, buf_out, buf_act, buf_rew, buf_done,
@@ -280,14 +285,15 @@ def _rollout_loss(variant: Variant, student: torch.nn.Module, obs: list[Tensor],
     o, t_out, a, r = stack(obs), stack(out), stack(act), stack(rew)
     d = torch.stack(done, 1).numpy()
     piece, pos, pieces, length = segments(d)
-    index = (torch.as_tensor(piece), torch.as_tensor(pos))
+    index = (torch.as_tensor(piece, device=o.device), torch.as_tensor(pos, device=o.device))
     s_out = student(o)
 
     def padded(x: Tensor) -> Tensor:
         full = x.new_zeros((pieces, length, *x.shape[1:]))
         return full.index_put(index, x)
 
-    valid = torch.zeros((pieces, length), dtype=torch.bool).index_put(index, torch.ones(len(o), dtype=torch.bool))
+    valid = torch.zeros((pieces, length), dtype=torch.bool, device=o.device).index_put(
+        index, torch.ones(len(o), dtype=torch.bool, device=o.device))
     per_piece = surrogate(variant, student_out=padded(s_out), teacher_out=padded(t_out), actions=padded(a),
                           valid=valid, env_reward=padded(r),
                           v_teacher=padded(stack(v)) if v is not None else None)
@@ -304,6 +310,7 @@ def evaluate_student(student: torch.nn.Module, teacher: Teacher, variant: Varian
 
     def on_states(obs: Tensor, counted: Tensor) -> None:
         s_out, t_out = student(obs), teacher.outputs(obs)
+        counted = counted.to(obs.device)
         best_t = t_out == t_out.max(-1, keepdim=True).values
         totals["agree"] += float(best_t.gather(1, s_out.argmax(-1, keepdim=True)).squeeze(1)[counted].sum())
         totals["kl"] += float(kl(teacher_log_probs(t_out, variant.tau), student_log_probs(s_out))[counted].sum())
@@ -312,6 +319,7 @@ def evaluate_student(student: torch.nn.Module, teacher: Teacher, variant: Varian
     def policy(obs: Tensor) -> np.ndarray:
         return act_greedy(student(obs), cfg.eval_epsilon, rng)
 
-    scores = evaluate(policy, spec, cfg.eval_episodes, seed, torch.device("cpu"), cfg.num_envs, on_states)
+    device = next(student.parameters()).device
+    scores = evaluate(policy, spec, cfg.eval_episodes, seed, device, cfg.num_envs, on_states)
     states = max(totals["states"], 1)
     return Evaluation(float(scores.mean()), totals["agree"] / states, totals["kl"] / states)

@@ -113,3 +113,5 @@ def test_bench_stats_runs_and_bench_atari_refuses_bad_sizes(tmp_path):
     assert data["reps"] == 200 and data["variants"] == 12 and data["resamples_per_second"] > 0
     bad = runner.invoke(app, ["bench", "atari", "--envs", "0"])
     assert bad.exit_code == 2 and "allowed: envs >= 1" in bad.stderr
+    bad = runner.invoke(app, ["bench", "atari", "--device", "tpu"])
+    assert bad.exit_code == 2 and "allowed: auto, cpu, cuda" in bad.stderr

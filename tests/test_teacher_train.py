@@ -84,6 +84,8 @@ def test_env_names_and_devices():
         assert pick_device("auto").type == "cpu"
         with pytest.raises(ValueError, match="no GPU is present"):
             pick_device("cuda")
+        result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--device", "cuda", "--out", "x.pt"])
+        assert result.exit_code == 2 and "no GPU is present" in result.stderr
 
 
 def test_teacher_eval_reports_the_score(tmp_path):

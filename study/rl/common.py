@@ -17,14 +17,18 @@ from torch import Tensor
 from study.envs import EnvSpec, VecEnv
 
 
+class DeviceError(ValueError):
+    """A device that is not there: the message says which are."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto``: the GPU when one is present, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+        raise DeviceError(f"device {name!r}; allowed: auto, cpu, cuda, cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: no GPU is present; allowed here: auto, cpu")
+        raise DeviceError(f"device {name!r}: no GPU is present; allowed here: auto, cpu")
     return torch.device(name)
 
 
