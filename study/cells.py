@@ -76,12 +76,12 @@ def train_config(p: dict[str, Any]) -> TrainConfig:
                        init_scale=p["init_scale"])
 
 
-def run_cells(cells: Sequence[Cell]) -> list[tuple[pd.DataFrame, dict[str, Any]]]:
+def run_cells(cells: Sequence[Cell], device: str = "cpu") -> list[tuple[pd.DataFrame, dict[str, Any]]]:
     """Train cells that share a batch key together; per cell, its tidy metrics and its summary."""
     if cells[0].tier != "tabular":
         from study.netcell import run_network_cell
 
-        return [run_network_cell(cell) for cell in cells]
+        return [run_network_cell(cell, device) for cell in cells]
     p = cells[0].params
     if any(batch_key(c) != batch_key(cells[0]) for c in cells):
         raise ValueError("run_cells needs cells that share MDPs, teacher, student and budget")
@@ -139,7 +139,7 @@ def _cell_results(cell: Cell, curves: Curves, rows: slice,
     return metrics, summary
 
 
-def run_batch(root: str, cells: Sequence[Cell]) -> list[tuple[str, str]]:
+def run_batch(root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tuple[str, str]]:
     """Run cells and write each into the store; a failure is recorded per cell.
 
     If the batch as a whole raises, its cells are retried one at a time, so the
@@ -149,16 +149,16 @@ def run_batch(root: str, cells: Sequence[Cell]) -> list[tuple[str, str]]:
     torch.set_num_threads(1)
     store = Store(Path(root))
     with store.mark_running([c.id for c in cells]):
-        return _run_marked(store, root, cells)
+        return _run_marked(store, root, cells, device)
 
 
-def _run_marked(store: Store, root: str, cells: Sequence[Cell]) -> list[tuple[str, str]]:
+def _run_marked(store: Store, root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tuple[str, str]]:
     start = time.time()
     try:
-        results = run_cells(cells)
+        results = run_cells(cells, device)
     except Exception as exc:
         if len(cells) > 1:
-            return [pair for cell in cells for pair in run_batch(root, [cell])]
+            return [pair for cell in cells for pair in run_batch(root, [cell], device)]
         _write_failed(store, cells[0], exc, start)
         return [(cells[0].id, "failed")]
     end = time.time()

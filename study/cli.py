@@ -525,6 +525,8 @@ def grid_run_cmd(
     backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    device: Annotated[str, typer.Option(help="Where network cells run their networks: cpu, auto (the GPU "
+                                             "when present) or cuda. Not part of a cell's id.")] = "cpu",
 ) -> None:
     """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
     from study.grid import load_study
@@ -536,12 +538,16 @@ def grid_run_cmd(
         raise UsageError(f"--workers: {workers} is out of range; allowed: workers >= 1")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray")
+    from study.rl.common import pick_device
+
+    pick_device(device)  # refused before anything is written when it is not there
     s = load_study(study)
     target = out_dir or Path("results") / s.name
     resume = f"distill grid run {study} --out {target}"
     resume += f" --backend {backend}" if backend != "local" else ""
     resume += f" --ray-address {ray_address}" if ray_address else ""
     resume += f" --workers {workers}" if workers else ""
+    resume += f" --device {device}" if device != "cpu" else ""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("cells", total=None)
@@ -553,7 +559,7 @@ def grid_run_cmd(
 
         try:
             report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
-                               retry_failed=retry_failed, on_update=update)
+                               retry_failed=retry_failed, on_update=update, device=device)
         except KeyboardInterrupt:
             err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
             raise typer.Exit(130) from None

@@ -56,7 +56,7 @@ def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_step
     return DQNLearner(spec, config, seed=seed + 15_485_863, device=torch.device("cpu"), horizon=horizon)
 
 
-def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
+def run_network_cell(cell: Cell, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Distil one cell; its metrics (tidy) and summary in the tabular cells' format. A single-game cell is
     one run (mdp 0); a multi-task cell is one run per game (mdp i: its i-th game), labelled in the
     summary's ``instances`` so the analysis files each under its game."""
@@ -68,7 +68,7 @@ def run_network_cell(cell: Cell) -> tuple[pd.DataFrame, dict[str, Any]]:
     if p.get("student_fraction") is not None:
         m = teachers[0].meta
         width = width_for_fraction(m.arch, m.obs_shape, m.n_actions, p["student_fraction"])
-    cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width)
+    cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width, device=device)
     refs = [references(f, file_digest(f), spec, cfg.eval_episodes, cfg.eval_epsilon)
             for f, spec in zip(files, specs, strict=True)]
     if len(specs) == 1 and p.get("online_steps"):

@@ -74,15 +74,17 @@ def run_study(
     ray_address: str | None = None,
     retry_failed: bool = False,
     on_update: Callable[[RunReport], None] | None = None,
+    device: str = "cpu",
 ) -> RunReport:
-    """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``)."""
+    """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``). ``device``
+    is where network cells run their networks (an execution setting: it is not part of a cell's id)."""
     workers = workers or default_workers()
     with contextlib.ExitStack() as stack:
         if backend == "ray":  # connect first: a bad address fails before anything is written
             workers = stack.enter_context(_ray_session(workers, ray_address))
         store = Store.open(out, study)
         stack.enter_context(store.exclusive())
-        return _run_open(store, study, workers, backend, ray_address, retry_failed, on_update)
+        return _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device)
 
 
 @contextlib.contextmanager
@@ -104,7 +106,7 @@ def _ray_session(workers: int, address: str | None) -> Iterator[int]:
 
 
 def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_address: str | None,
-              retry_failed: bool, on_update: Callable[[RunReport], None] | None) -> RunReport:
+              retry_failed: bool, on_update: Callable[[RunReport], None] | None, device: str = "cpu") -> RunReport:
     store.clean_stale()
     state = store.status(study.cells)
     wanted = set(state["missing"]) | (set(state["failed"]) if retry_failed else set())
@@ -114,7 +116,7 @@ def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_ad
         on_update(report)
     work = batches(todo, workers)
     runner = _run_ray if backend == "ray" else _run_local
-    for results in runner(str(store.root.resolve()), work, workers, ray_address):
+    for results in runner(str(store.root.resolve()), work, workers, ray_address, device):
         for cell_id, status in results:
             (report.done if status == "done" else report.failed).append(cell_id)
         if on_update is not None:
@@ -122,17 +124,18 @@ def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_ad
     return report
 
 
-def _run_local(root: str, work: list[list[Cell]], workers: int, _address: str | None) -> Iterator[list]:
+def _run_local(root: str, work: list[list[Cell]], workers: int, _address: str | None,
+               device: str = "cpu") -> Iterator[list]:
     if workers <= 1 or len(work) <= 1:
         for batch in work:
-            yield run_batch(root, batch)
+            yield run_batch(root, batch, device)
         return
     queue = list(work)
     while queue:  # a pool whose worker dies is replaced; that worker's batch is recorded as failed
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_init)
         try:
-            pending = {pool.submit(run_batch, root, batch): batch for batch in queue}
+            pending = {pool.submit(run_batch, root, batch, device): batch for batch in queue}
             queue = []
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -167,13 +170,14 @@ def _worker_init() -> None:
         pass
 
 
-def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | None) -> Iterator[list]:
+def _run_ray(root: str, work: list[list[Cell]], workers: int, address: str | None,
+             device: str = "cpu") -> Iterator[list]:
     import ray
 
     task = ray.remote(num_cpus=1)(run_batch)
     pending = []
     try:
-        pending = [task.remote(root, batch) for batch in work]
+        pending = [task.remote(root, batch, device) for batch in work]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             yield ray.get(finished[0])

@@ -44,10 +44,10 @@ def folder(tmp_path_factory) -> tuple[Path, str, str]:
     failing, missing = study.cells[1], study.cells[4]
     real = cells_module.run_cells
 
-    def flaky(cells):
+    def flaky(cells, device="cpu"):
         if any(c.id == failing.id for c in cells):
             raise RuntimeError("deliberate failure")
-        return real(cells)
+        return real(cells, device)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cells_module, "run_cells", flaky)

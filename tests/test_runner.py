@@ -107,10 +107,10 @@ def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
     raising = study.cells[1]  # raises inside the batch
     nan = study.cells[6]  # produces NaN metrics
 
-    def flaky(cells):
+    def flaky(cells, device="cpu"):
         if any(c.id == raising.id for c in cells):
             raise RuntimeError("boom")
-        results = real(cells)
+        results = real(cells, device)
         for cell, (_, summary) in zip(cells, results, strict=True):
             if cell.id == nan.id:
                 summary["final"]["kl_teacher"] = float("nan")
@@ -232,3 +232,10 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
     store = Store.open(tmp_path / "r", parse_study(TINY))
     with store.exclusive(), pytest.raises(StudyError, match="another run is writing"):
         run_study(parse_study(TINY), tmp_path / "r", workers=1)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal when no GPU is present")
+def test_grid_run_on_a_missing_gpu_is_refused_before_anything_is_written(tmp_path):
+    result = runner.invoke(app, ["grid", "run", "demo", "--out", str(tmp_path / "r"), "--device", "cuda"])
+    assert result.exit_code == 2 and "no GPU is present" in result.stderr
+    assert not (tmp_path / "r").exists()
