@@ -36,7 +36,7 @@ class EnvSpec:
     game: str
     sticky: float | None = None  # repeat-action probability; None: the tier's convention (STICKY)
     noop_max: int = 30  # Atari: up to this many no-ops at the start of every episode
-    frame_cap: int = 108_000  # Atari: emulator frames per episode (30 minutes at 60 Hz)
+    frame_cap: int = 108_000  # frames per episode (Atari: 30 minutes at 60 Hz; MinAtar: its steps)
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -133,7 +133,7 @@ def _make(spec: EnvSpec, num_envs: int) -> Any:
             minatar.gym.register_envs()
         return gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                            sticky_action_prob=spec.sticky)
+                            sticky_action_prob=spec.sticky, max_episode_steps=spec.frame_cap)
     from ale_py.vector_env import AtariVectorEnv
 
     return AtariVectorEnv(game=spec.game, num_envs=num_envs, num_threads=1, autoreset_mode="SameStep",

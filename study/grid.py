@@ -230,14 +230,15 @@ class Cell:
 
 
 @functools.cache
-def _digest(path: str, mtime_ns: int, size: int) -> str:
+def _digest(path: str, inode: int, ctime_ns: int, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def file_digest(path: str) -> str:
-    """A file's content hash (cached while the file is unchanged)."""
+    """A file's content hash, cached while the file is unchanged (its inode and change time, which copying
+    with preserved times does not restore, are part of the key)."""
     st = Path(path).stat()
-    return _digest(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    return _digest(str(Path(path).resolve()), st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
 
 
 def canonical_json(data: Any) -> str:
@@ -483,7 +484,11 @@ def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str,
         specs = [EnvSpec(tier, g, resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
                  for g in games or [resolved["game"]]]
         check_variant(build_variant(resolved))
-    except (EnvError, VariantError) as exc:
+        from study.loop import LoopConfig
+        from study.netcell import LOOP_KEYS
+
+        LoopConfig(**{k: resolved[k] for k in LOOP_KEYS}).check()
+    except (EnvError, VariantError, ValueError) as exc:
         raise StudyError(f"{where}: {exc}") from None
     for spec in specs:  # an unset teacher_file stays "" (the default path), so it is no factor of its own
         path = resolved["teacher_file"] or f"results/teachers/{tier}-{spec.game}.pt"

@@ -61,6 +61,9 @@ class LoopConfig:
         for name in ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)!r}: out of range; allowed: >= 1")
+        if self.replay < self.num_envs * self.rollout:
+            raise ValueError(f"replay {self.replay} is smaller than one rollout ({self.num_envs} envs x "
+                             f"{self.rollout} steps); allowed: replay >= num_envs x rollout")
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"optimizer {self.optimizer!r}; allowed: adam, rmsprop")
         if not 0.0 <= self.eval_epsilon <= 1.0 or self.lr <= 0 or self.width <= 0:

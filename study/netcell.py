@@ -15,9 +15,8 @@ from study.envs import EnvSpec
 from study.grid import Cell, file_digest
 from study.loop import LoopConfig, distill_multitask, distill_network
 from study.nets import width_for_fraction
-from study.rl.common import evaluate
+from study.rl.common import act_greedy, evaluate, pick_device
 from study.rl.dqn import DQNConfig, DQNLearner
-from study.rl.train import _acting
 from study.teacher import Teacher
 
 LOOP_KEYS = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "lr", "optimizer", "eval_every",
@@ -34,18 +33,20 @@ def env_specs(cell: Cell) -> list[EnvSpec]:
 
 @functools.cache
 def references(teacher_file: str, digest: str, spec: EnvSpec, episodes: int, epsilon: float) -> tuple[float, float]:
-    """Mean unclipped scores of a uniform random policy and of the teacher (acting as it was trained to:
-    epsilon-greedy for DQN, sampling for PPO) under the cell's evaluation protocol."""
+    """Mean unclipped scores of a uniform random policy and of the teacher under the protocol the student is
+    scored by (argmax with the evaluation epsilon, whether the teacher is a DQN or a PPO one)."""
     teacher = Teacher.load(Path(teacher_file), spec)
     rng = np.random.default_rng(REFERENCE_SEED)
     n = teacher.meta.n_actions
     random = evaluate(lambda obs: rng.integers(0, n, len(obs)), spec, episodes, REFERENCE_SEED, torch.device("cpu"))
-    acting = _acting(teacher.net, teacher.meta.algo, epsilon, REFERENCE_SEED)
-    scores = evaluate(acting, spec, episodes, REFERENCE_SEED, torch.device("cpu"))
+    teacher_rng = np.random.default_rng(REFERENCE_SEED)
+    scores = evaluate(lambda obs: act_greedy(teacher.net(obs), epsilon, teacher_rng), spec, episodes, REFERENCE_SEED,
+                      torch.device("cpu"))
     return float(random.mean()), float(scores.mean())
 
 
-def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_steps: int, seed: int) -> DQNLearner:
+def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_steps: int, seed: int,
+                   device: str = "cpu") -> DQNLearner:
     """A DQN teacher learning from scratch alongside the student, with the trained teacher's settings;
     its exploration decays over the steps it will take in this cell."""
     config = DQNConfig.for_tier(spec.tier)
@@ -53,7 +54,7 @@ def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_step
         if hasattr(config, key):
             setattr(config, key, value)
     horizon = online_steps * config.num_envs * cfg.iterations
-    return DQNLearner(spec, config, seed=seed + 15_485_863, device=torch.device("cpu"), horizon=horizon)
+    return DQNLearner(spec, config, seed=seed + 15_485_863, device=pick_device(device), horizon=horizon)
 
 
 def run_network_cell(cell: Cell, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -72,7 +73,7 @@ def run_network_cell(cell: Cell, device: str = "cpu") -> tuple[pd.DataFrame, dic
     refs = [references(f, file_digest(f), spec, cfg.eval_episodes, cfg.eval_epsilon)
             for f, spec in zip(files, specs, strict=True)]
     if len(specs) == 1 and p.get("online_steps"):
-        learner = online_teacher(specs[0], teachers[0], cfg, p["online_steps"], cell.seed)
+        learner = online_teacher(specs[0], teachers[0], cfg, p["online_steps"], cell.seed, device)
         result = distill_network(specs[0], Teacher(learner.net, teachers[0].meta), cell.variant(), cfg,
                                  seed=cell.seed, online=learner, online_steps=p["online_steps"])
         learner.close()

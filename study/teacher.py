@@ -95,10 +95,14 @@ class Teacher:
     @classmethod
     def load(cls, path: Path, env: EnvSpec | None = None) -> Teacher:
         meta, state = read_teacher(path)
-        if env is not None and meta.env_spec != env:
+        try:
+            spec = meta.env_spec
+            net = Net(meta.arch, meta.obs_shape, meta.n_actions, meta.width, value_head=meta.algo == "ppo")
+        except (TypeError, ValueError) as exc:  # metadata written by hand or by another tool
+            raise TeacherError(f"{path}: unusable teacher metadata ({exc})") from None
+        if env is not None and spec != env:
             raise TeacherError(f"{path}: trained on {meta.env_spec.to_dict()}, but the study asks for "
                                f"{env.to_dict()}; allowed: a teacher of the same game and settings")
-        net = Net(meta.arch, meta.obs_shape, meta.n_actions, meta.width, value_head=meta.algo == "ppo")
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:

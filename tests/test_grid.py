@@ -92,6 +92,7 @@ def test_cells_build_their_variants():
         ('name = "x"\ntier = "atari"', "set either 'game'"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "pong"', "allowed: breakout"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nsize = 5', "unknown key 'size' for tier"),
+        ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nreplay = 10', "allowed: replay >= num_envs"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nteacher_file = "no/such.pt"',
          "no such teacher file"),
         ('name = "x"\n[fixed]\nsize = 3.5', "'size'"),
@@ -178,3 +179,18 @@ def test_every_builtin_study_validates_with_the_committed_teachers():
         assert study.cells, name
         if study.spec.tier != "tabular":
             assert all(Path(f).is_file() for c in study.cells for f in c.teacher_files()), name
+
+
+def test_a_replaced_file_gets_a_new_digest_even_with_its_old_times(tmp_path):
+    import os
+
+    from study.grid import file_digest
+
+    path = tmp_path / "t.pt"
+    path.write_bytes(b"a" * 100)
+    first, st = file_digest(str(path)), path.stat()
+    replacement = tmp_path / "new"
+    replacement.write_bytes(b"b" * 100)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, path)  # same size, same modification time: what `cp -p` or rsync -t leave
+    assert file_digest(str(path)) != first

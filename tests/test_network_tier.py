@@ -127,3 +127,19 @@ def test_teacher_files_that_do_not_fit_are_refused(tmp_path):
     torch.save({"weights": net.state_dict()}, tmp_path / "other.pt")
     with pytest.raises(TeacherError, match="not a teacher file"):
         Teacher.load(tmp_path / "other.pt")
+
+
+def test_teacher_files_with_unusable_metadata_are_refused_clearly(tmp_path):
+    net, meta = _teacher()
+    meta.arch = "resnet"
+    path = save_teacher(tmp_path / "t.pt", net, meta)
+    with pytest.raises(TeacherError, match="unusable teacher metadata"):
+        Teacher.load(path)
+
+
+def test_minatar_episodes_end_at_the_frame_cap():
+    env = VecEnv(EnvSpec("minatar", "freeway", frame_cap=20), num_envs=2, seed=0)
+    env.reset()
+    for _ in range(40):
+        env.step(np.zeros(2, dtype=np.int64))  # freeway never ends by itself this fast
+    assert [length for _, length in env.finished] == [20, 20, 20, 20]

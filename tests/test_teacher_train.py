@@ -106,3 +106,26 @@ def test_teacher_list_tabulates_a_folder_and_draws_curves(tmp_path):
     text = md.read_text()
     assert "| minatar-breakout.pt | MinAtar/Breakout-v1 | 0.1 | ppo |" in text
     assert runner.invoke(app, ["teacher", "list", str(tmp_path / "none")]).exit_code == 2
+
+
+def test_settings_that_cannot_train_are_refused(tmp_path):
+    with pytest.raises(TeacherError, match="learning would never start"):
+        train_teacher(SPEC, "dqn", 100, tmp_path / "t.pt", device="cpu", config={"buffer": 100, "learn_start": 500})
+    with pytest.raises(TeacherError, match="cannot fill"):
+        train_teacher(SPEC, "ppo", 100, tmp_path / "t.pt", device="cpu",
+                      config={"num_envs": 1, "rollout": 3, "minibatches": 4})
+    assert not list(tmp_path.iterdir())
+
+
+def test_ppo_minibatches_of_uneven_size_stay_finite():
+    from study.rl.ppo import PPOConfig, _update
+
+    torch.manual_seed(0)
+    from study.nets import Net
+
+    net = Net("minatar", (4, 10, 10), 3, value_head=True)
+    opt = torch.optim.Adam(net.parameters())
+    data = (torch.randint(0, 2, (10, 4, 10, 10), dtype=torch.uint8), torch.randint(0, 3, (10,)), torch.zeros(10),
+            torch.randn(10), torch.randn(10))
+    _update(net, opt, data, PPOConfig(minibatches=3, epochs=1), torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(p).all() for p in net.parameters())

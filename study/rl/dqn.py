@@ -35,6 +35,17 @@ class DQNConfig:
     updates_per_step: int = 1  # per vector step (num_envs transitions)
     width: float = 1.0
 
+    def check(self) -> None:
+        """Settings that cannot train (a memory smaller than the warm-up never starts learning)."""
+        ints = ("num_envs", "buffer", "batch", "target_every", "learn_start", "updates_per_step")
+        if any(not isinstance(getattr(self, k), int) or getattr(self, k) < 1 for k in ints):
+            raise ValueError(f"dqn settings {', '.join(ints)}: allowed: whole numbers >= 1")
+        if self.learn_start > self.buffer:
+            raise ValueError(f"dqn: learn_start {self.learn_start} > buffer {self.buffer}: learning would never "
+                             "start; allowed: learn_start <= buffer")
+        if not 0 < self.eps_fraction <= 1 or not 0 <= self.eps_end <= self.eps_start <= 1:
+            raise ValueError("dqn: allowed: 0 < eps_fraction <= 1 and 0 <= eps_end <= eps_start <= 1")
+
     @classmethod
     def for_tier(cls, tier: str) -> DQNConfig:
         """Atari observations are 56 KB a transition: a smaller memory fits a 24 GB machine."""
@@ -85,6 +96,7 @@ class DQNLearner:
 
     def __init__(self, spec: EnvSpec, cfg: DQNConfig, *, seed: int, device: torch.device, horizon: int,
                  resume: dict[str, Any] | None = None) -> None:
+        cfg.check()
         self.cfg, self.device, self.horizon = cfg, device, horizon  # horizon: steps the exploration decays over
         self.rng = seed_everything(seed)
         env = VecEnv(spec, cfg.num_envs, seed)

@@ -37,11 +37,22 @@ class PPOConfig:
     def for_tier(cls, tier: str) -> PPOConfig:
         return cls()
 
+    def check(self) -> None:
+        """Settings that cannot train: each minibatch needs at least two samples."""
+        ints = ("num_envs", "rollout", "epochs", "minibatches")
+        if any(not isinstance(getattr(self, k), int) or getattr(self, k) < 1 for k in ints):
+            raise ValueError(f"ppo settings {', '.join(ints)}: allowed: whole numbers >= 1")
+        if self.num_envs * self.rollout < 2 * self.minibatches:
+            raise ValueError(f"ppo: num_envs x rollout = {self.num_envs * self.rollout} samples cannot fill "
+                             f"{self.minibatches} minibatches of at least 2; allowed: num_envs x rollout >= "
+                             "2 x minibatches")
+
 
 def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: torch.device,
               resume: dict[str, Any] | None, checkpoint: Callable[[dict[str, Any]], None], checkpoint_every: int,
               progress: Callable[[int, float], None]) -> tuple[Net, Curve, int]:
     """Train for ``steps`` agent steps (all envs together); returns the network and the curve."""
+    cfg.check()
     rng = seed_everything(seed)
     env = VecEnv(spec, cfg.num_envs, seed)
     arch = "minatar" if spec.tier == "minatar" else "nature"
@@ -105,16 +116,14 @@ def _update(net: Net, opt: torch.optim.Optimizer, data: tuple[torch.Tensor, ...]
             generator: torch.Generator) -> None:
     obs, act, old_logp, adv, ret = data
     size = len(act)
-    mb = size // cfg.minibatches
     for _ in range(cfg.epochs):
         order = torch.randperm(size, generator=generator, device=obs.device)
-        for start in range(0, size, mb):
-            idx = order[start:start + mb]
+        for idx in torch.tensor_split(order, cfg.minibatches):  # sizes differ by at most one
             logits, value = net.forward_value(obs[idx])
             logp_all = torch.log_softmax(logits, -1)
             logp = logp_all.gather(1, act[idx, None]).squeeze(1)
             a = adv[idx]
-            a = (a - a.mean()) / (a.std() + 1e-8)
+            a = (a - a.mean()) / (a.std(unbiased=False) + 1e-8)
             ratio = (logp - old_logp[idx]).exp()
             policy_loss = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
             value_loss = 0.5 * (value - ret[idx]).pow(2).mean()

@@ -99,6 +99,12 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
         if not hasattr(cfg, key):
             raise TeacherError(f"{algo} setting {key!r}; allowed: {', '.join(cfg.__dataclass_fields__)}")
         setattr(cfg, key, value)
+    try:
+        cfg.check()
+    except ValueError as exc:
+        raise TeacherError(f"--algo {algo}: {exc}") from None
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise TeacherError(f"--checkpoint-every {checkpoint_every}; allowed: >= 1")
     every = checkpoint_every or max(10_000, steps // 20)
 
     def save(payload: dict[str, Any]) -> None:
@@ -139,6 +145,8 @@ def _resume_state(ckpt: Path, spec: EnvSpec, algo: str, resume: bool) -> dict[st
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise TeacherError(f"{ckpt}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise TeacherError(f"{ckpt}: not a training checkpoint of `distill teacher train`")
     if state.get("env") != spec.to_dict() or state.get("algo") != algo:
         raise TeacherError(f"{ckpt}: a checkpoint of {state.get('algo')} on {state.get('env')}; this run asks for "
                            f"{algo} on {spec.to_dict()}")
