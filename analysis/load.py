@@ -276,9 +276,3 @@ def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[st
     runs = runs.merge(keep, on="cell", how="left")
     metrics = [c for c in runs.columns if c not in base]
     return runs[base + metrics]
-
-
-def load_curves(root: Path) -> pd.DataFrame:
-    """Tidy curves of the finished cells, with each run's arm as ``variant`` (what figures colour by)."""
-    curves = load_results(root).curves
-    return curves.drop(columns=[c for c in ("variant",) if c in curves]).rename(columns={"arm": "variant"})

@@ -10,6 +10,7 @@ does not move another variant's interval.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -500,7 +501,7 @@ def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_ord
     empty.attrs["dropped"] = dropped
     if not factors or len(data) < 3:
         return empty
-    terms = [t for k in range(1, min(max_order, len(factors)) + 1) for t in _combinations(factors, k)]
+    terms = [t for k in range(1, min(max_order, len(factors)) + 1) for t in itertools.combinations(factors, k)]
     cols = {t: _term_columns(data, t) for t in terms}
     y = data[response].to_numpy(dtype=float)[:, None]
     n = len(y)
@@ -551,12 +552,6 @@ def anova(frame: pd.DataFrame, response: str, factors: Sequence[str], *, max_ord
     table = pd.DataFrame(rows)
     table.attrs["dropped"] = dropped
     return table
-
-
-def _combinations(items: Sequence[str], k: int) -> list[tuple[str, ...]]:
-    import itertools
-
-    return list(itertools.combinations(items, k))
 
 
 # ---- learning-curve metrics ---------------------------------------------------------------------------

@@ -743,7 +743,7 @@ def test_seeds_needed_is_the_smallest_n_with_the_power(sd, delta, power, alpha):
 @pytest.mark.filterwarnings("ignore:\\s*Failed to converge")
 def test_seeds_needed_floor_of_two_for_huge_effects():
     assert _t_power(2, 8.0, 0.05) >= 0.8
-    assert stats.seeds_needed(1.0, 8.0) == 2.0  # currently NaN (with a ConvergenceWarning)
+    assert stats.seeds_needed(1.0, 8.0) == 2.0  # statsmodels' solver gives NaN here
 
 
 def test_seeds_needed_nan_without_spread_or_effect():
