@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 import variants as V
+from study.envs import EnvSpec
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
@@ -210,16 +211,21 @@ def bench_stats(reps: int = 50_000, seeds: int = 10, envs: int = 10, variants: i
 @dataclass
 class AtariBench:
     """Frames per second on Pong with the same number of environments: raw stepping, the distillation
-    loop, our PPO and stable-baselines3's PPO (agent steps x 4 frames)."""
+    loop, our PPO and stable-baselines3's PPO (agent steps x 4 frames). The loop and our PPO run in fp32 and
+    in bf16 mixed precision (``*_bf16``)."""
 
     num_envs: int
     steps: int
     raw_fps: float
     distill_fps: float
+    distill_bf16_fps: float
     ppo_fps: float
+    ppo_bf16_fps: float
     sb3_fps: float | None
     distill_over_raw: float
+    distill_bf16_over_raw: float
     ppo_over_sb3: float | None
+    ppo_bf16_over_sb3: float | None
     student_fraction: float
     threads: int
     device: str
@@ -232,15 +238,13 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
     PPO is timed in ``learn`` with its first rollout, which favours it slightly)."""
     import numpy as np
 
-    import variants as V
-    from study.envs import EnvSpec, VecEnv
-    from study.loop import LoopConfig, distill_network
+    from study.envs import VecEnv
     from study.nets import Net, parameters, width_for_fraction
-    from study.rl.ppo import PPOConfig, train_ppo
-    from study.teacher import Teacher, TeacherMeta
+    from study.rl.common import pick_device
 
     threads = threads or _cpu_count()
     torch.set_num_threads(threads)
+    dev = pick_device(device)
     spec = EnvSpec("atari", "pong", frame_cap=2_000)
     env = VecEnv(spec, num_envs, 0)
     env.reset()
@@ -252,33 +256,45 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
     raw = len(actions) * num_envs * 4 / (time.perf_counter() - start)
     env.close()
 
-    torch.manual_seed(0)
-    teacher_net = Net("nature", (4, 84, 84), 6)
-    teacher = Teacher(teacher_net, TeacherMeta(env=spec.to_dict(), obs_shape=[4, 84, 84], n_actions=6, algo="dqn",
-                                               arch="nature"))
     width = width_for_fraction("nature", (4, 84, 84), 6, 0.25)
+    distill = {p: _distill_fps(spec, num_envs, steps, width, device, p) for p in ("fp32", "bf16")}
+    fraction = parameters(Net("nature", (4, 84, 84), 6, width)) / parameters(Net("nature", (4, 84, 84), 6))
+    ppo = {p: _ppo_fps(spec, num_envs, steps, dev, p) for p in ("fp32", "bf16")}
+    sb3 = _sb3_fps(num_envs, steps, dev.type)
+    return AtariBench(num_envs, steps, raw, distill["fp32"], distill["bf16"], ppo["fp32"], ppo["bf16"], sb3,
+                      distill["fp32"] / raw, distill["bf16"] / raw, ppo["fp32"] / sb3 if sb3 else None,
+                      ppo["bf16"] / sb3 if sb3 else None, fraction, threads, str(dev), machine_description())
+
+
+def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device: str, precision: str) -> float:
+    """The loop with a Nature CNN teacher (random weights: speed does not depend on them) acting with
+    epsilon 0.05 and the student learning with Rusu's KL from replay."""
+    from study.loop import LoopConfig, distill_network
+    from study.nets import Net
+    from study.teacher import Teacher, TeacherMeta
+
+    torch.manual_seed(0)
+    teacher = Teacher(Net("nature", (4, 84, 84), 6), TeacherMeta(env=spec.to_dict(), obs_shape=[4, 84, 84],
+                                                                 n_actions=6, algo="dqn", arch="nature"))
     rollout = 32
     iterations = max(2, steps // (num_envs * rollout))
     marks: dict[int, float] = {}
     cfg = LoopConfig(iterations=iterations, num_envs=num_envs, rollout=rollout, eval_every=10**9, eval_episodes=1,
-                     width=width, device=device)
+                     width=width, device=device, precision=precision)
     distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0,
                     progress=lambda it, _r: marks.__setitem__(it, time.perf_counter()))
-    distill = (iterations - 1) * num_envs * rollout * 4 / (marks[iterations] - marks[1])
-    fraction = parameters(Net("nature", (4, 84, 84), 6, width)) / parameters(teacher_net)
+    return (iterations - 1) * num_envs * rollout * 4 / (marks[iterations] - marks[1])
 
-    ppo_marks: list[tuple[int, float]] = []
-    from study.rl.common import pick_device
 
-    dev = pick_device(device)
-    train_ppo(spec, steps, PPOConfig(num_envs=num_envs), seed=0, device=dev, resume=None,
+def _ppo_fps(spec: EnvSpec, num_envs: int, steps: int, dev: torch.device, precision: str) -> float:
+    from study.rl.ppo import PPOConfig, train_ppo
+
+    marks: list[tuple[int, float]] = []
+    train_ppo(spec, steps, PPOConfig(num_envs=num_envs, precision=precision), seed=0, device=dev, resume=None,
               checkpoint=lambda _p: None, checkpoint_every=10**12,
-              progress=lambda s, _r: ppo_marks.append((s, time.perf_counter())))
-    (s0, t0), (s1, t1) = ppo_marks[0], ppo_marks[-1]
-    ppo = (s1 - s0) * 4 / (t1 - t0)
-    sb3 = _sb3_fps(num_envs, steps, dev.type)
-    return AtariBench(num_envs, steps, raw, distill, ppo, sb3, distill / raw, ppo / sb3 if sb3 else None, fraction,
-                      threads, str(dev), machine_description())
+              progress=lambda s, _r: marks.append((s, time.perf_counter())))
+    (s0, t0), (s1, t1) = marks[0], marks[-1]
+    return (s1 - s0) * 4 / (t1 - t0)
 
 
 def _sb3_fps(num_envs: int, steps: int, device: str = "cpu") -> float | None:

@@ -323,14 +323,19 @@ def bench_atari_cmd(
     pick_device(device)  # a device that is not there is refused before any work
     with err.status("timing Pong: raw stepping, distillation, PPO, stable-baselines3"):
         r = bench_atari(envs, steps, threads, device)
-    out.print(f"raw stepping:        {r.raw_fps:,.0f} frames/s")
-    out.print(f"distillation loop:   {r.distill_fps:,.0f} frames/s ({r.distill_over_raw:.2f} x raw; student "
-              f"{r.student_fraction:.0%} of the teacher's parameters; target >= 0.5)")
-    out.print(f"our PPO:             {r.ppo_fps:,.0f} frames/s")
+    out.print(f"raw stepping:              {r.raw_fps:,.0f} frames/s")
+    for label, fps, ratio in (("distillation loop, fp32:", r.distill_fps, r.distill_over_raw),
+                              ("distillation loop, bf16:", r.distill_bf16_fps, r.distill_bf16_over_raw)):
+        out.print(f"{label:26} {fps:,.0f} frames/s ({ratio:.2f} x raw; student {r.student_fraction:.0%} of the "
+                  "teacher's parameters; target >= 0.5)")
     if r.sb3_fps is None:
-        out.print("stable-baselines3:   not installed (pip install -c constraints.txt -e '.[bench]')")
+        out.print("stable-baselines3:         not installed (pip install -c constraints.txt -e '.[bench]')")
     else:
-        out.print(f"stable-baselines3:   {r.sb3_fps:,.0f} frames/s; ours {r.ppo_over_sb3:.2f} x (target >= 1.5)")
+        out.print(f"stable-baselines3 PPO:     {r.sb3_fps:,.0f} frames/s")
+    for label, fps, ratio in (("our PPO, fp32:", r.ppo_fps, r.ppo_over_sb3),
+                              ("our PPO, bf16:", r.ppo_bf16_fps, r.ppo_bf16_over_sb3)):
+        vs = f" ({ratio:.2f} x stable-baselines3; target >= 1.5)" if ratio is not None else ""
+        out.print(f"{label:26} {fps:,.0f} frames/s{vs}")
     out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s), "
               f"networks on {r.device}; "
               f"machine: {r.machine}", soft_wrap=True)
@@ -384,6 +389,8 @@ def teacher_train_cmd(
     eval_episodes: Annotated[int, typer.Option(help="Whole episodes in the final evaluation.")] = 30,
     eval_epsilon: Annotated[float, typer.Option(help="Exploration of a DQN teacher while evaluated.")] = 0.05,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (one per job when several run).")] = 1,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 mixed precision (faster on CPUs with AMX and on "
+                                                "GPUs); a resumed run keeps its own.")] = "fp32",
 ) -> None:
     """Train a teacher, checkpointing as it goes; evaluate it and write the teacher file, its checkpoint
     (OUT.ckpt) and learning curve (OUT.curve.csv)."""
@@ -405,7 +412,7 @@ def teacher_train_cmd(
         try:
             result = train_teacher(spec, algo, steps, out_path, resume=resume, device=device, seed=seed,
                                    checkpoint_every=checkpoint_every, eval_episodes=eval_episodes,
-                                   eval_epsilon=eval_epsilon, progress=update)
+                                   eval_epsilon=eval_epsilon, config={"precision": precision}, progress=update)
         except KeyboardInterrupt:
             err.print(f"interrupted; continue from the last checkpoint with: distill teacher train {env} --algo "
                       f"{algo} --steps {steps} --out {out_path} --resume", soft_wrap=True)

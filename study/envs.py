@@ -86,6 +86,7 @@ class VecEnv:
         self._returns = np.zeros(num_envs)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self.finished: list[tuple[float, int]] = []  # (score, agent steps) of every completed episode
+        self._pending: np.ndarray | None = None  # actions sent and not yet received
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:
@@ -104,7 +105,28 @@ class VecEnv:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Observations (the next episode's first one where an episode ended), unclipped rewards,
         terminated and truncated flags."""
-        obs, reward, terminated, truncated, _ = self._env.step(np.asarray(actions))
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start a step. ale-py steps in its own thread until ``recv``, so a loop can compute meanwhile
+        (MinAtar steps in ``recv``)."""
+        if self._pending is not None:
+            raise RuntimeError("send twice without recv")
+        actions = np.asarray(actions)
+        if self.spec.tier == "atari":
+            self._env.send(actions)
+        self._pending = actions
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The step that ``send`` started: as ``step`` returns it."""
+        if self._pending is None:
+            raise RuntimeError("recv without send")
+        if self.spec.tier == "atari":
+            obs, reward, terminated, truncated, _ = self._env.recv()
+        else:
+            obs, reward, terminated, truncated, _ = self._env.step(self._pending)
+        self._pending = None
         reward = np.asarray(reward, dtype=np.float64)
         self._returns += reward
         self._lengths += 1

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import variants as V
+from study.nets import PRECISIONS
 from variants import VariantError
 
 
@@ -132,6 +133,8 @@ class LoopParams(BaseModel):
     eval_every: int = Field(100, ge=1)
     eval_episodes: int = Field(10, ge=1)
     eval_epsilon: float = Field(0.05, ge=0.0, le=1.0)
+    # the student's arithmetic: bf16 mixed precision is faster on CPUs with AMX and on GPUs
+    precision: Literal[PRECISIONS] = "fp32"
 
 
 SECTIONS: dict[str, type[BaseModel]] = {"env": EnvParams, "teacher": TeacherParams, "student": StudentParams,

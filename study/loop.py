@@ -20,7 +20,9 @@ KL(pi_T || pi_theta) on the states it visits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from study.envs import EnvSpec, VecEnv
-from study.nets import MultiTaskNet, Net
+from study.nets import MultiTaskNet, Net, check_precision, set_precision
 from study.rl.common import act_greedy, evaluate, pick_device
 from study.teacher import Teacher
 from variants import Variant, VariantError, masked_state_loss, surrogate
@@ -55,6 +57,9 @@ class LoopConfig:
     eval_episodes: int = 10
     eval_epsilon: float = 0.05
     device: str = "cpu"  # or "auto" (the GPU when present), "cuda"; random draws stay on the CPU
+    # the student's arithmetic (study.nets.PRECISIONS); the teacher always computes in fp32, since at a
+    # temperature of 0.01 bf16's rounding of its outputs would move the targets
+    precision: str = "fp32"
 
     def check(self) -> None:
         ints = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "eval_every", "eval_episodes")
@@ -68,6 +73,7 @@ class LoopConfig:
             raise ValueError(f"optimizer {self.optimizer!r}; allowed: adam, rmsprop")
         if not 0.0 <= self.eval_epsilon <= 1.0 or self.lr <= 0 or self.width <= 0:
             raise ValueError("eval_epsilon in [0, 1], lr > 0 and width > 0 are required")
+        check_precision(self.precision)
 
 
 def uses_replay(variant: Variant) -> bool:
@@ -119,14 +125,62 @@ class GameHead(torch.nn.Module):
 
 @dataclass
 class _Game:
-    """What the loop keeps per game: its environments, teacher, the student's head and its memory."""
+    """What the loop keeps per game: its environments (in groups, see ``env_groups``) with their current
+    observations, teacher, the student's head and its memory."""
 
     spec: EnvSpec
     teacher: Teacher
     student: torch.nn.Module
-    env: VecEnv
+    envs: list[VecEnv]
     replay: Memory | None
-    obs: Tensor
+    obs: list[Tensor]
+    device: torch.device
+
+
+class Updates:
+    """Runs the student's updates. On replayed teacher-driven data the student has no part in collecting,
+    so its updates run in a worker thread while the next rollout is collected (torch releases the
+    interpreter in its kernels); they run one at a time in the order submitted, so the numbers are those
+    of running them in place. Anything that reads the student waits for them first."""
+
+    def __init__(self, background: bool) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="student-updates") if background else None
+        self._pending: Future[None] | None = None
+
+    def submit(self, work: Callable[[], None]) -> None:
+        if self._pool is None:
+            work()
+            return
+        self.wait()
+        self._pending = self._pool.submit(work)
+
+    def wait(self) -> None:
+        """Until every submitted update is done (re-raising what one raised)."""
+        if self._pending is not None:
+            try:
+                self._pending.result()
+            finally:
+                self._pending = None
+
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the running update and stop the worker: a loop that stops leaves none behind. ``quiet``
+        (the loop is already failing) keeps the worker's own error from hiding the loop's."""
+        try:
+            self.wait()
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+
+def env_groups(spec: EnvSpec, num_envs: int, seed: int) -> list[VecEnv]:
+    """The ``num_envs`` environments (env ``i`` seeded ``seed + i``) as groups that step in turn: Atari in
+    two, so that one group's emulators run (in ale-py's thread) while the networks act for the other;
+    MinAtar, whose steps hold the interpreter, in one."""
+    bounds = [0, num_envs // 2, num_envs] if spec.tier == "atari" and num_envs >= 2 else [0, num_envs]
+    return [VecEnv(spec, hi - lo, seed + lo) for lo, hi in itertools.pairwise(bounds)]
 
 
 class Memory:
@@ -204,7 +258,7 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
     cfg.check()
     check_variant(variant)
     dev = pick_device(cfg.device)
-    student.to(dev)
+    set_precision(student, cfg.precision).to(dev)
     for _, teacher, _ in parts.values():
         teacher.net.to(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -212,12 +266,15 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
            else torch.optim.RMSprop(student.parameters(), lr=cfg.lr, alpha=0.95, eps=1e-6))
     games = {}
     for k, (name, (spec, teacher, head)) in enumerate(parts.items()):
-        env = VecEnv(spec, cfg.num_envs, seed + 7_919 * k)
-        memory = Memory(cfg.replay, env.obs_shape, env.n_actions) if uses_replay(variant) else None
-        games[name] = _Game(spec, teacher, head, env, memory, torch.as_tensor(env.reset(), device=dev))
+        envs = env_groups(spec, cfg.num_envs, seed + 7_919 * k)
+        memory = Memory(cfg.replay, envs[0].obs_shape, envs[0].n_actions) if uses_replay(variant) else None
+        obs = [torch.as_tensor(env.reset(), device=dev) for env in envs]
+        games[name] = _Game(spec, teacher, head, envs, memory, obs, dev)
     result = LoopResult(student=student, games={name: [] for name in games})
+    updates = Updates(background=uses_replay(variant))
 
     def evaluate_all(it: int) -> None:
+        updates.wait()
         result.steps.append(it * cfg.num_envs * cfg.rollout)
         if online is not None:
             result.teacher_scores.append(float(online.curve.recent()))
@@ -225,52 +282,79 @@ def _train(parts: dict[str, tuple[EnvSpec, Teacher, torch.nn.Module]], student: 
             result.games[g.spec.game].append(
                 evaluate_student(g.student, g.teacher, variant, g.spec, cfg, seed + 104_729 * (it + 1) + k))
 
-    for it in range(cfg.iterations):
-        if it % cfg.eval_every == 0:
-            evaluate_all(it)
+    try:
+        for it in range(cfg.iterations):
+            if it % cfg.eval_every == 0:
+                evaluate_all(it)
+            for g in games.values():
+                _iteration(g, variant, cfg, it, gen, opt, updates)
+            for _ in range(online_steps if online is not None else 0):
+                online.advance()
+            if progress is not None:  # told when a rollout is collected; its updates may still be running
+                progress(it + 1, result)
+        evaluate_all(cfg.iterations)
+        updates.close()
+    except BaseException:
+        updates.close(quiet=True)
+        raise
+    finally:
         for g in games.values():
-            _iteration(g, variant, cfg, it, gen, opt)
-        for _ in range(online_steps if online is not None else 0):
-            online.advance()
-        if progress is not None:
-            progress(it + 1, result)
-    evaluate_all(cfg.iterations)
-    for g in games.values():
-        g.env.close()
+            for env in g.envs:
+                env.close()
     return result
 
 
 def _iteration(g: _Game, variant: Variant, cfg: LoopConfig, it: int, gen: torch.Generator,
-               opt: torch.optim.Optimizer) -> None:
+               opt: torch.optim.Optimizer, updates: Updates) -> None:
     """Collect one rollout from a game under the control policy, then update the student on it."""
     needs_v = variant.reward == "teacher_v"
-    buf_obs, buf_out, buf_act, buf_rew, buf_done, buf_v = [], [], [], [], [], []
     student_acts = variant.control.weights(it)[1] > 0
-    for _ in range(cfg.rollout):
-        with torch.no_grad():
-            if needs_v:
-                t_out, v_t = g.teacher.outputs_and_value(g.obs, variant.tau)
-                buf_v.append(v_t)
-            else:
-                t_out = g.teacher.outputs(g.obs)
-            s_out = g.student(g.obs) if student_acts else t_out  # unused by a control the student has no share in
-            q = control_probs(variant, t_out, s_out, it)
-            action = torch.multinomial(q.cpu(), 1, generator=gen).squeeze(-1)  # CPU draws: same on any device
-        buf_obs.append(g.obs)
-        buf_out.append(t_out)
-        buf_act.append(action.to(g.obs.device))
-        nxt, reward, terminated, truncated = g.env.step(action.numpy())
-        buf_rew.append(torch.as_tensor(reward, dtype=torch.float32, device=g.obs.device))
-        buf_done.append(torch.as_tensor(terminated | truncated))
-        g.obs = torch.as_tensor(nxt, device=g.obs.device)
+    # per group, per step: observation, teacher output, action, reward, done, V_T
+    bufs: list[dict[str, list[Tensor]]] = [{k: [] for k in ("obs", "out", "act", "rew", "done", "v")} for _ in g.envs]
+
+    @torch.no_grad()
+    def act(k: int) -> None:
+        """Choose group k's actions on its current observations and start its step."""
+        obs, buf = g.obs[k], bufs[k]
+        if needs_v:
+            t_out, v_t = g.teacher.outputs_and_value(obs, variant.tau)
+            buf["v"].append(v_t)
+        else:
+            t_out = g.teacher.outputs(obs)
+        s_out = g.student(obs) if student_acts else t_out  # unused by a control the student has no share in
+        q = control_probs(variant, t_out, s_out, it)
+        action = torch.multinomial(q.cpu(), 1, generator=gen).squeeze(-1)  # CPU draws: same on any device
+        g.envs[k].send(action.numpy())
+        buf["obs"].append(obs)
+        buf["out"].append(t_out)
+        buf["act"].append(action.to(g.device))
+
+    for k in range(len(g.envs)):
+        act(k)
+    for t in range(cfg.rollout):
+        for k, env in enumerate(g.envs):  # while group k steps, the others' actions are being chosen
+            nxt, reward, terminated, truncated = env.recv()
+            bufs[k]["rew"].append(torch.as_tensor(reward, dtype=torch.float32, device=g.device))
+            bufs[k]["done"].append(torch.as_tensor(terminated | truncated))
+            g.obs[k] = torch.as_tensor(nxt, device=g.device)
+            if t + 1 < cfg.rollout:
+                act(k)
+    # each step's groups side by side: [T] lists of [N] tensors, envs in their order
+    joined = {key: [torch.cat([b[key][t] for b in bufs]) for t in range(len(bufs[0][key]))] for key in bufs[0]}
     if g.replay is not None:
-        g.replay.add(torch.cat(buf_obs), torch.cat(buf_out))
-        for _ in range(cfg.updates):
-            o, out = (x.to(g.obs.device) for x in g.replay.sample(cfg.batch, gen))
-            _step(opt, g.student, masked_state_loss(variant, g.student(o), out).mean(), cfg)
+        g.replay.add(torch.cat(joined["obs"]), torch.cat(joined["out"]))
+        batches = [g.replay.sample(cfg.batch, gen) for _ in range(cfg.updates)]  # copies: the memory moves on
+
+        def replayed() -> None:
+            for o, out in batches:
+                o, out = o.to(g.device), out.to(g.device)
+                _step(opt, g.student, masked_state_loss(variant, g.student(o), out).mean(), cfg)
+
+        updates.submit(replayed)
     else:
-        loss = _rollout_loss(variant, g.student, buf_obs, buf_out, buf_act, buf_rew, buf_done,
-                             buf_v if needs_v else None)
+        updates.wait()
+        loss = _rollout_loss(variant, g.student, joined["obs"], joined["out"], joined["act"], joined["rew"],
+                             joined["done"], joined["v"] if needs_v else None)
         _step(opt, g.student, loss, cfg)
 
 

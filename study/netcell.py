@@ -20,7 +20,7 @@ from study.rl.dqn import DQNConfig, DQNLearner
 from study.teacher import Teacher
 
 LOOP_KEYS = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "lr", "optimizer", "eval_every",
-             "eval_episodes", "eval_epsilon")
+             "eval_episodes", "eval_epsilon", "precision")
 REFERENCE_SEED = 1_000_003  # the same reference episodes for every cell of a game
 
 
@@ -51,7 +51,7 @@ def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_step
     its exploration decays over the steps it will take in this cell."""
     config = DQNConfig.for_tier(spec.tier)
     for key, value in (trained.meta.extra.get("config") or {}).items():
-        if hasattr(config, key):
+        if hasattr(config, key) and key != "precision":  # a teacher computes in fp32 (study.loop.LoopConfig)
             setattr(config, key, value)
     horizon = online_steps * config.num_envs * cfg.iterations
     return DQNLearner(spec, config, seed=seed + 15_485_863, device=pick_device(device), horizon=horizon)

@@ -14,6 +14,14 @@ import torch
 from torch import Tensor, nn
 
 ARCHS = ("nature", "minatar")
+#: fp32, or bf16 mixed precision: the trunk's convolutions and matrix products in bfloat16 (AMX on recent
+#: x86 CPUs, tensor cores on GPUs) with fp32 weights, optimiser state and outputs
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -42,11 +50,14 @@ class Trunk(nn.Module):
             flat = self.rest(self.first(torch.zeros(1, in_channels, *obs_hw))).shape[1]
         self.hidden = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
         self.arch, self.width, self.out_features = arch, width, hidden
+        self.precision = "fp32"  # how it computes, not what it holds: not saved with the weights
         self.to(memory_format=torch.channels_last)  # faster convolutions on the CPU
 
     def forward(self, obs: Tensor, first: nn.Module | None = None) -> Tensor:
         x = (obs.float() * self.scale).contiguous(memory_format=torch.channels_last)
-        return self.hidden(self.rest((first or self.first)(x)))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            z = self.hidden(self.rest((first or self.first)(x)))
+        return z.float()
 
 
 class Net(nn.Module):
@@ -97,6 +108,15 @@ class MultiTaskNet(nn.Module):
     def forward(self, obs: Tensor, game: str) -> Tensor:
         first = self.firsts[game] if len(self.firsts) else None
         return self.heads[game](self.trunk(obs, first))
+
+
+def set_precision(net: nn.Module, precision: str) -> nn.Module:
+    """Make every trunk of ``net`` compute in ``precision`` (PRECISIONS); its heads stay fp32."""
+    check_precision(precision)
+    for module in net.modules():
+        if isinstance(module, Trunk):
+            module.precision = precision
+    return net
 
 
 def parameters(net: nn.Module) -> int:

@@ -93,6 +93,7 @@ def test_cells_build_their_variants():
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "pong"', "allowed: breakout"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nsize = 5', "unknown key 'size' for tier"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nreplay = 10', "allowed: replay >= num_envs"),
+        ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nprecision = "fp16"', "'fp32' or 'bf16'"),
         ('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nteacher_file = "no/such.pt"',
          "no such teacher file"),
         ('name = "x"\n[fixed]\nsize = 3.5', "'size'"),

@@ -50,11 +50,12 @@ def test_replay_only_for_teacher_driven_supervised_variants():
         assert not uses_replay(V.variant(name)), name
 
 
-@pytest.mark.parametrize("name", ["rusu_kl", "on_policy_distill"])
-def test_a_student_learns_to_agree_with_a_fixed_teacher(name):
+@pytest.mark.parametrize(("name", "precision"), [("rusu_kl", "fp32"), ("on_policy_distill", "fp32"),
+                                               ("rusu_kl", "bf16")])
+def test_a_student_learns_to_agree_with_a_fixed_teacher(name, precision):
     spec = EnvSpec("minatar", "breakout")
     teacher = random_teacher(spec, "minatar")
-    cfg = LoopConfig(iterations=150, eval_every=150, eval_episodes=4, rollout=16)
+    cfg = LoopConfig(iterations=150, eval_every=150, eval_episodes=4, rollout=16, precision=precision)
     result = distill_network(spec, teacher, V.variant(name), cfg, seed=0)
     first, last = result.evals[0], result.evals[-1]
     assert first.agreement < 0.5  # about chance for three actions
@@ -81,6 +82,39 @@ def test_a_distillation_smoke_run_on_pong():
     assert len(result.evals) == 2 and result.evals[-1].score <= 0  # a random student does not win points
     assert sum(p.numel() for p in result.student.parameters()) < 0.3 * sum(
         p.numel() for p in teacher.net.parameters())
+
+
+@pytest.mark.parametrize("name", ["rusu_kl", "on_policy_distill"])
+def test_a_pong_loop_gives_the_student_of_doing_things_in_turn(name, monkeypatch):
+    """Atari envs step in two groups while the networks act, and replayed updates run in a worker thread
+    during the next rollout: the student is bit for bit the one of running the updates in place."""
+    import study.loop as loop
+
+    spec = EnvSpec("atari", "pong", frame_cap=400)
+    teacher = random_teacher(spec, "nature")
+    cfg = LoopConfig(iterations=3, num_envs=3, rollout=4, eval_every=2, eval_episodes=1, width=0.25, batch=8,
+                     updates=2)
+    runs = [distill_network(spec, teacher, V.variant(name), cfg, seed=3) for _ in range(2)]
+    in_place = loop.Updates
+    monkeypatch.setattr(loop, "Updates", lambda background: in_place(False))
+    runs.append(distill_network(spec, teacher, V.variant(name), cfg, seed=3))
+    for other in runs[1:]:
+        for x, y in zip(runs[0].student.parameters(), other.student.parameters(), strict=True):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+        assert other.evals == runs[0].evals
+
+
+def test_a_failing_update_is_raised_and_leaves_no_worker():
+    from study.loop import Updates
+
+    updates = Updates(background=True)
+    updates.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        updates.wait()
+    updates.submit(lambda: 1 / 0)
+    updates.close(quiet=True)  # the loop's own error is the one to report
+    with pytest.raises(RuntimeError, match="shutdown"):
+        updates.submit(lambda: None)
 
 
 def test_plus_v_cond_is_refused_with_the_reason():

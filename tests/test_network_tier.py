@@ -49,6 +49,44 @@ def test_same_seed_same_episodes_even_with_sticky_actions(tier, game, steps):
     assert finished_a == finished_b
 
 
+def test_atari_env_groups_step_like_one_vector_env():
+    """The loop's groups (env i seeded seed + i, as in one vector env) stepped in turn with send / recv
+    give exactly one vector env's observations, rewards and ends."""
+    from study.loop import env_groups
+
+    spec = EnvSpec("atari", "pong", frame_cap=200)
+    whole, groups = VecEnv(spec, 3, seed=4), env_groups(spec, 3, seed=4)
+    assert [g.num_envs for g in groups] == [1, 2]
+    np.testing.assert_array_equal(whole.reset(), np.concatenate([g.reset() for g in groups]))
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        actions = rng.integers(0, whole.n_actions, 3)
+        groups[0].send(actions[:1])
+        groups[1].send(actions[1:])
+        parts = [g.recv() for g in groups]
+        for x, y in zip(whole.step(actions), zip(*parts, strict=True), strict=True):
+            np.testing.assert_array_equal(x, np.concatenate(y))
+    with pytest.raises(RuntimeError, match="recv without send"):
+        whole.recv()
+    for env in (whole, *groups):
+        env.close()
+
+
+def test_bf16_trunks_compute_close_to_fp32_and_return_fp32():
+    from study.nets import set_precision
+
+    torch.manual_seed(0)
+    net = Net("nature", (4, 84, 84), 6)
+    obs = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        full = net(obs)
+        half = set_precision(net, "bf16")(obs)
+    assert half.dtype == torch.float32 and not torch.equal(full, half)  # bf16 arithmetic did happen
+    torch.testing.assert_close(half, full, rtol=0.05, atol=0.05 * float(full.abs().max()))
+    with pytest.raises(ValueError, match="allowed: fp32, bf16"):
+        set_precision(net, "fp16")
+
+
 def test_whole_episode_scores_are_recorded_unclipped():
     _, finished = _trace(EnvSpec("minatar", "breakout", sticky=0.0), 400)
     assert finished and all(length > 0 for _, length in finished)

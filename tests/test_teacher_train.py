@@ -19,7 +19,9 @@ SPEC = EnvSpec("minatar", "breakout")
 SMALL_DQN = {"learn_start": 64, "buffer": 2_000, "batch": 8}
 
 
-@pytest.mark.parametrize(("algo", "steps", "config"), [("ppo", 2_048, {"rollout": 32}), ("dqn", 400, SMALL_DQN)])
+@pytest.mark.parametrize(("algo", "steps", "config"), [("ppo", 2_048, {"rollout": 32}), ("dqn", 400, SMALL_DQN),
+                                                        ("ppo", 1_024, {"rollout": 32, "precision": "bf16"}),
+                                                        ("dqn", 400, {**SMALL_DQN, "precision": "bf16"})])
 def test_training_writes_a_teacher_file_with_its_curve_and_checkpoint(tmp_path, algo, steps, config):
     out = tmp_path / f"{algo}.pt"
     result = train_teacher(SPEC, algo, steps, out, device="cpu", checkpoint_every=256, eval_episodes=2,
@@ -29,6 +31,8 @@ def test_training_writes_a_teacher_file_with_its_curve_and_checkpoint(tmp_path, 
     assert m.algo == algo and m.steps >= steps and m.eval_episodes == 2 and m.obs_shape == [4, 10, 10]
     assert m.n_actions == 3 and m.eval_mean is not None and m.env == SPEC.to_dict()
     assert teacher.outputs(torch.zeros(1, 4, 10, 10, dtype=torch.uint8)).shape == (1, 3)
+    assert m.extra["config"]["precision"] == config.get("precision", "fp32")
+    assert all(v.dtype == torch.float32 for v in teacher.net.state_dict().values())  # bf16 weights: never
     ckpt, curve = paths(out)
     assert ckpt.is_file() and curve == result.curve
     rows = list(csv.DictReader(curve.open()))
@@ -70,6 +74,8 @@ def test_resume_without_a_checkpoint_and_other_bad_input_exit_2(tmp_path):
     assert result.exit_code == 2 and "allowed: breakout" in result.stderr.replace("\n", "")
     result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--algo", "a2c", "--out", str(out)])
     assert result.exit_code == 2 and "allowed: dqn, ppo" in result.stderr
+    result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--precision", "fp16", "--out", str(out)])
+    assert result.exit_code == 2 and "allowed: fp32, bf16" in result.stderr
     result = runner.invoke(app, ["teacher", "eval", str(tmp_path / "absent.pt")])
     assert result.exit_code == 2 and "no such teacher file" in result.stderr
     assert not list(tmp_path.iterdir())

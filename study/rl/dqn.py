@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from study.envs import EnvSpec, VecEnv
-from study.nets import Net
+from study.nets import Net, check_precision, set_precision
 from study.rl.common import Curve, act_greedy, restore_rng, resumed_seed, rng_state, seed_everything
 
 
@@ -34,6 +34,7 @@ class DQNConfig:
     learn_start: int = 5_000  # transitions before the first update
     updates_per_step: int = 1  # per vector step (num_envs transitions)
     width: float = 1.0
+    precision: str = "fp32"  # or "bf16" mixed precision (study.nets.PRECISIONS)
 
     def check(self) -> None:
         """Settings that cannot train (a memory smaller than the warm-up never starts learning)."""
@@ -45,6 +46,7 @@ class DQNConfig:
                              "start; allowed: learn_start <= buffer")
         if not 0 < self.eps_fraction <= 1 or not 0 <= self.eps_end <= self.eps_start <= 1:
             raise ValueError("dqn: allowed: 0 < eps_fraction <= 1 and 0 <= eps_end <= eps_start <= 1")
+        check_precision(self.precision)
 
     @classmethod
     def for_tier(cls, tier: str) -> DQNConfig:
@@ -101,8 +103,8 @@ class DQNLearner:
         self.rng = seed_everything(seed)
         env = VecEnv(spec, cfg.num_envs, seed)
         arch = "minatar" if spec.tier == "minatar" else "nature"
-        self.net = Net(arch, env.obs_shape, env.n_actions, cfg.width).to(device)
-        self.target = Net(arch, env.obs_shape, env.n_actions, cfg.width).to(device)
+        self.net = set_precision(Net(arch, env.obs_shape, env.n_actions, cfg.width), cfg.precision).to(device)
+        self.target = set_precision(Net(arch, env.obs_shape, env.n_actions, cfg.width), cfg.precision).to(device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1.5e-4)
         self.memory = Replay(cfg.buffer, env.obs_shape)
         self.curve, self.step, self.updates = Curve([]), 0, 0

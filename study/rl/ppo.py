@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from study.envs import EnvSpec, VecEnv
-from study.nets import Net
+from study.nets import Net, check_precision, set_precision
 from study.rl.common import Curve, restore_rng, resumed_seed, rng_state, seed_everything
 
 
@@ -32,6 +32,7 @@ class PPOConfig:
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     width: float = 1.0
+    precision: str = "fp32"  # or "bf16" mixed precision (study.nets.PRECISIONS)
 
     @classmethod
     def for_tier(cls, tier: str) -> PPOConfig:
@@ -46,6 +47,7 @@ class PPOConfig:
             raise ValueError(f"ppo: num_envs x rollout = {self.num_envs * self.rollout} samples cannot fill "
                              f"{self.minibatches} minibatches of at least 2; allowed: num_envs x rollout >= "
                              "2 x minibatches")
+        check_precision(self.precision)
 
 
 def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: torch.device,
@@ -56,7 +58,7 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
     rng = seed_everything(seed)
     env = VecEnv(spec, cfg.num_envs, seed)
     arch = "minatar" if spec.tier == "minatar" else "nature"
-    net = Net(arch, env.obs_shape, env.n_actions, cfg.width, value_head=True).to(device)
+    net = set_precision(Net(arch, env.obs_shape, env.n_actions, cfg.width, value_head=True), cfg.precision).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
     curve, step = Curve([]), 0
     if resume is not None:

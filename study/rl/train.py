@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from study.envs import MINATAR_GAMES, EnvError, EnvSpec
+from study.nets import set_precision
 from study.output import write_torch
 from study.rl.common import act_greedy, act_sample, evaluate, pick_device
 from study.rl.dqn import DQNConfig, train_dqn
@@ -116,7 +117,7 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
                                checkpoint_every=every, progress=lambda s, r: progress and progress(s, steps, r))
     seconds = time.perf_counter() - start
     curve.write(curve_path)
-    net = net.cpu().eval()
+    net = set_precision(net, "fp32").cpu().eval()  # scored as it will be loaded: a teacher computes in fp32
     scores = evaluate(_acting(net, algo, eval_epsilon, seed), spec, eval_episodes, seed + 7919, torch.device("cpu"))
     from study.store import provenance
 
