@@ -192,8 +192,11 @@ class Memory:
         self.capacity, self.size, self.pos = capacity, 0, 0
 
     def add(self, obs: Tensor, out: Tensor) -> None:
-        idx = (self.pos + torch.arange(len(obs))) % self.capacity
-        self.obs[idx], self.out[idx] = obs.cpu(), out.cpu()
+        if self.pos + len(obs) <= self.capacity:  # one slice: a plain copy
+            self.obs[self.pos:self.pos + len(obs)], self.out[self.pos:self.pos + len(obs)] = obs.cpu(), out.cpu()
+        else:
+            idx = (self.pos + torch.arange(len(obs))) % self.capacity
+            self.obs[idx], self.out[idx] = obs.cpu(), out.cpu()
         self.pos = int((self.pos + len(obs)) % self.capacity)
         self.size = min(self.size + len(obs), self.capacity)
 
