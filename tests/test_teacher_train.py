@@ -135,3 +135,19 @@ def test_ppo_minibatches_of_uneven_size_stay_finite():
             torch.randn(10), torch.randn(10))
     _update(net, opt, data, PPOConfig(minibatches=3, epochs=1), torch.Generator().manual_seed(0))
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_ppo_starts_from_the_reference_initialisation():
+    """Orthogonal weights (rows orthonormal up to the gain) and a near-uniform first policy."""
+    from study.nets import Net
+    from study.rl.ppo import init_ppo
+
+    torch.manual_seed(0)
+    net = init_ppo(Net("nature", (4, 84, 84), 6, value_head=True)).requires_grad_(False)
+    w = net.head.weight  # [6, 512]: rows orthogonal, each of norm 0.01
+    torch.testing.assert_close(w @ w.T, 1e-4 * torch.eye(6), rtol=0, atol=1e-9)
+    first = net.trunk.first.weight.flatten(1)  # [32, 256]
+    torch.testing.assert_close(first @ first.T, 2.0 * torch.eye(32), rtol=0, atol=1e-4)
+    assert all(float(m.bias.abs().max()) == 0 for m in (net.head, net.value, net.trunk.first))
+    logits = net(torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8))
+    assert float(torch.softmax(logits, -1).max()) < 0.2  # about 1/6 everywhere

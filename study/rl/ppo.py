@@ -6,12 +6,14 @@ Truncated episodes (the frame cap) are treated as ends for the advantages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from study.envs import EnvSpec, VecEnv
 from study.nets import Net, check_precision, set_precision
@@ -50,6 +52,20 @@ class PPOConfig:
         check_precision(self.precision)
 
 
+def init_ppo(net: Net) -> Net:
+    """The initialisation of the reference PPO implementations (OpenAI baselines, stable-baselines3,
+    CleanRL): orthogonal weights with gain sqrt(2) in the trunk, 0.01 on the policy head (a near-uniform
+    first policy, so early rollouts explore) and 1 on the value head; zero biases."""
+    gains = [(m, math.sqrt(2)) for m in net.trunk.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    gains += [(net.head, 0.01)] + ([(net.value, 1.0)] if net.value is not None else [])
+    with torch.no_grad():
+        for module, gain in gains:
+            weight = torch.empty(module.weight.shape)  # contiguous: the trunk keeps its own memory layout
+            module.weight.copy_(nn.init.orthogonal_(weight, gain))
+            module.bias.zero_()
+    return net
+
+
 def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: torch.device,
               resume: dict[str, Any] | None, checkpoint: Callable[[dict[str, Any]], None], checkpoint_every: int,
               progress: Callable[[int, float], None]) -> tuple[Net, Curve, int]:
@@ -58,7 +74,8 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
     rng = seed_everything(seed)
     env = VecEnv(spec, cfg.num_envs, seed)
     arch = "minatar" if spec.tier == "minatar" else "nature"
-    net = set_precision(Net(arch, env.obs_shape, env.n_actions, cfg.width, value_head=True), cfg.precision).to(device)
+    net = set_precision(init_ppo(Net(arch, env.obs_shape, env.n_actions, cfg.width, value_head=True)),
+                        cfg.precision).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=1e-5)
     curve, step = Curve([]), 0
     if resume is not None:
