@@ -310,7 +310,8 @@ def bench_atari_cmd(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
 ) -> None:
     """Frames per second on Pong: raw stepping of ale-py's vector env, the distillation loop (teacher acting,
-    the 25% student learning with Rusu's KL), and our PPO next to stable-baselines3's."""
+    the 25% student learning with Rusu's KL) and our PPO, each with the student in fp32 and in bf16, next to
+    stable-baselines3's PPO."""
     from study.bench import bench_atari
 
     if envs < 1 or steps < envs * 64 or (threads is not None and threads < 1):
