@@ -258,7 +258,8 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
 
     width = width_for_fraction("nature", (4, 84, 84), 6, 0.25)
     distill = {p: _distill_fps(spec, num_envs, steps, width, device, p) for p in ("fp32", "bf16")}
-    fraction = parameters(Net("nature", (4, 84, 84), 6, width)) / parameters(Net("nature", (4, 84, 84), 6))
+    shape = (4, 84, 84)
+    fraction = parameters(Net("nature", shape, 6, width)) / parameters(Net("nature", shape, 6))
     ppo = {p: _ppo_fps(spec, num_envs, steps, dev, p) for p in ("fp32", "bf16")}
     sb3 = _sb3_fps(num_envs, steps, dev.type)
     return AtariBench(num_envs, steps, raw, distill["fp32"], distill["bf16"], ppo["fp32"], ppo["bf16"], sb3,
