@@ -535,6 +535,9 @@ def grid_run_cmd(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
     device: Annotated[str, typer.Option(help="Where network cells run their networks: cpu, auto (the GPU "
                                              "when present) or cuda. Not part of a cell's id.")] = "cpu",
+    reuse: Annotated[list[Path] | None, typer.Option(
+        "--reuse", help="Another study's results folder: its finished cells that this study also has (the "
+                        "same cell id) are copied instead of run. Repeatable.")] = None,
 ) -> None:
     """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
     from study.grid import load_study
@@ -556,6 +559,7 @@ def grid_run_cmd(
     resume += f" --ray-address {ray_address}" if ray_address else ""
     resume += f" --workers {workers}" if workers else ""
     resume += f" --device {device}" if device != "cpu" else ""
+    resume += "".join(f" --reuse {p}" for p in reuse or [])
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("cells", total=None)
@@ -567,11 +571,12 @@ def grid_run_cmd(
 
         try:
             report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
-                               retry_failed=retry_failed, on_update=update, device=device)
+                               retry_failed=retry_failed, on_update=update, device=device, reuse=reuse or [])
         except KeyboardInterrupt:
             err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
             raise typer.Exit(130) from None
-    out.print(f"{s.name}: {len(report.done)} cells run, {report.skipped} already there, "
+    copied = f" ({report.reused} copied from --reuse)" if report.reused else ""
+    out.print(f"{s.name}: {len(report.done)} cells run, {report.skipped} already there{copied}, "
               f"{len(report.failed)} failed; results in {target}")
     if report.failed:
         out.print(f"see the error.json of failed cells (distill grid status {target}); rerun them with: "

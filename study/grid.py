@@ -216,6 +216,8 @@ class Cell:
         parts = self.variant().to_dict()
         parts.pop("name")
         identity = {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
+        if identity.get("student_fraction") == 1.0:  # the whole teacher's size is width 1 (width_for_fraction)
+            identity.update(student_fraction=None, width=1.0)
         if self.tier != "tabular":  # what the teacher files hold, not only their names
             identity.update(tier=self.tier, teacher_sha256=[file_digest(f) for f in self.teacher_files()])
         return identity

@@ -34,6 +34,7 @@ class RunReport:
 
     total: int
     skipped: int
+    reused: int = 0  # of the skipped: copied from another study's folder (--reuse)
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
@@ -75,16 +76,30 @@ def run_study(
     retry_failed: bool = False,
     on_update: Callable[[RunReport], None] | None = None,
     device: str = "cpu",
+    reuse: Sequence[Path] = (),
 ) -> RunReport:
     """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``). ``device``
-    is where network cells run their networks (an execution setting: it is not part of a cell's id)."""
+    is where network cells run their networks (an execution setting: it is not part of a cell's id).
+    A cell that one of the ``reuse`` folders (other studies' results) has finished is copied, not run."""
     workers = workers or default_workers()
+    sources = [Store.existing(p) for p in reuse]  # refused before anything is written
     with contextlib.ExitStack() as stack:
         if backend == "ray":  # connect first: a bad address fails before anything is written
             workers = stack.enter_context(_ray_session(workers, ray_address))
         store = Store.open(out, study)
         stack.enter_context(store.exclusive())
-        return _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device)
+        reused = _adopt(store, study, sources)
+        report = _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device)
+        report.reused = reused
+        return report
+
+
+def _adopt(store: Store, study: Study, sources: Sequence[Store]) -> int:
+    """Copy the cells other studies' folders have finished; how many were copied."""
+    copied = 0
+    for cell in study.cells:
+        copied += any(store.adopt(cell, source) for source in sources)
+    return copied
 
 
 @contextlib.contextmanager

@@ -90,6 +90,15 @@ class Store:
             write_text(marker, json.dumps({"name": study.name, "fingerprint": fingerprint}, indent=2))
         return cls(root)
 
+    @classmethod
+    def existing(cls, root: Path, what: str = "--reuse") -> Store:
+        """A results folder some study wrote, to read finished cells from (any study)."""
+        root = Path(root)
+        if not (root / "study.json").is_file():
+            raise StudyError(f"{what} {root}: not a results folder (no study.json); allowed: a folder that "
+                             "`distill grid run` wrote")
+        return cls(root)
+
     # ---- cell states ---------------------------------------------------------------------
 
     def cell_dir(self, cell_id: str) -> Path:
@@ -165,6 +174,26 @@ class Store:
                 out["missing"].append(cell.id)
         return out
 
+    def adopt(self, cell: Cell, source: Store) -> bool:
+        """Copy ``cell``'s finished result from another study's folder (cell ids hash what a cell computes,
+        so the same id there is the same computation); False when ``source`` has not finished it. The
+        copy is assembled aside and renamed into place, and its provenance says where it came from."""
+        src = source.cell_dir(cell.id)
+        if self.is_done(cell.id) or not source.is_done(cell.id):
+            return False
+        theirs = json.loads((src / "config.json").read_text())
+        if theirs.get("identity") != cell.identity() or theirs.get("seed") != cell.seed:
+            return False
+        tmp = self.root / f"{TMP_PREFIX}{cell.id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("error.json"))
+        (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
+        prov = json.loads((tmp / "provenance.json").read_text())
+        prov["copied_from"] = str(source.root.resolve())
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2))
+        self._place(tmp, cell.id)
+        return True
+
     # ---- writing ---------------------------------------------------------------------------
 
     def write_cell(self, cell: Cell, *, metrics: pd.DataFrame | None, summary: dict[str, Any] | None,
@@ -181,13 +210,18 @@ class Store:
             (tmp / "error.json").write_text(json.dumps(error, indent=2))
         if summary is not None:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        target = self.cell_dir(cell.id)
+        self._place(tmp, cell.id)
+
+    def _place(self, tmp: Path, cell_id: str) -> None:
+        """Rename an assembled cell folder into place, replacing a failed attempt; a finished cell keeps
+        its first result."""
+        target = self.cell_dir(cell_id)
         if target.exists():
-            if self.is_done(cell.id):  # finished already: keep the first result
+            if self.is_done(cell_id):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
             old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-", dir=self.root))
-            os.replace(target, old / cell.id)
+            os.replace(target, old / cell_id)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, target)
 

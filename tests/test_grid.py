@@ -195,3 +195,12 @@ def test_a_replaced_file_gets_a_new_digest_even_with_its_old_times(tmp_path):
     os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(replacement, path)  # same size, same modification time: what `cp -p` or rsync -t leave
     assert file_digest(str(path)) != first
+
+
+def test_a_student_of_the_whole_teachers_size_is_one_cell_however_it_is_spelled():
+    base = 'name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nvariant = "rusu_kl"\n'
+    plain = parse_study(base).cells[0]
+    full = parse_study(base + "student_fraction = 1.0\n").cells[0]
+    quarter = parse_study(base + "student_fraction = 0.25\n").cells[0]
+    assert plain.id == full.id != quarter.id
+    assert full.params["student_fraction"] == 1.0  # the study's spelling is kept for the analysis

@@ -239,3 +239,25 @@ def test_grid_run_on_a_missing_gpu_is_refused_before_anything_is_written(tmp_pat
     result = runner.invoke(app, ["grid", "run", "demo", "--out", str(tmp_path / "r"), "--device", "cuda"])
     assert result.exit_code == 2 and "no GPU is present" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_reuse_copies_the_cells_another_study_finished(tmp_path):
+    first = run_study(parse_study(TINY), tmp_path / "a", workers=1)
+    wider = parse_study(TINY.replace('name = "tiny"', 'name = "wider"').replace("tau = [0.1, 1.0]",
+                                                                                  "tau = [0.1, 1.0, 0.5]"))
+    report = run_study(wider, tmp_path / "b", workers=1, reuse=[tmp_path / "a"])
+    assert report.reused == len(first.done) == 8 and len(report.done) == 4
+    copied = [p for p in (tmp_path / "b").glob("*/provenance.json") if "copied_from" in json.loads(p.read_text())]
+    assert len(copied) == 8
+    ours, theirs = _finals(tmp_path / "b"), _finals(tmp_path / "a")
+    assert all(ours[k] == v for k, v in theirs.items())
+    config = json.loads((tmp_path / "b" / copied[0].parent.name / "config.json").read_text())
+    assert config["params"]["tau"] in (0.1, 1.0)
+
+
+def test_reuse_of_a_folder_that_holds_no_results_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["grid", "run", "demo", "--out", str(tmp_path / "r"), "--reuse",
+                                 str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "not a results folder" in result.output
+    assert not (tmp_path / "r").exists()

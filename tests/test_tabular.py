@@ -14,6 +14,8 @@ from study.tabular import engine, generators, teachers
 from study.tabular.mdp import MDPError, TabularMDP
 from study.tabular.metrics import evaluate_students
 from study.tabular.rng import (
+    START,
+    STEP,
     CounterRNG,
     categorical,
     combine,
@@ -482,6 +484,36 @@ def test_q_learning_is_seeded_and_batch_independent():
         q[:2], teachers.q_learning(mdp.select(torch.arange(2)), episodes=6, max_steps=15, seed=1)
     )
     assert not torch.equal(q, teachers.q_learning(mdp, episodes=6, max_steps=15, seed=2))
+
+
+def _q_learning_one_mdp(mdp: TabularMDP, i: int, episodes: int, max_steps: int, seed: int,
+                        lr: float = 0.1, epsilon: float = 0.1) -> torch.Tensor:
+    """Plain per-step Q-learning of MDP ``i`` alone, with the same random stream as the batched teachers."""
+    keys = instance_keys(torch.tensor([seed]), torch.tensor([i]))
+    q = torch.zeros(mdp.n_states, mdp.n_actions, dtype=mdp.dtype)
+    for ep in range(episodes):
+        s = int(categorical(mdp.start[i:i + 1], to_uniform(combine(combine(keys, START), ep)))[0])
+        key = combine(combine(keys, STEP), ep)
+        for t in range(max_steps):
+            u = draws(key, t, 4)[0]
+            a = int(u[1] * mdp.n_actions) if u[0] < epsilon else int(q[s].argmax())
+            a = min(a, mdp.n_actions - 1)
+            k = int(categorical(mdp.prob[i, s, a].unsqueeze(0), u[2:3])[0])
+            s2, r = int(mdp.succ[i, s, a, k]), mdp.reward[i, s, a, k]
+            goes_on = not bool(mdp.terminal[i, s2]) and bool(u[3] >= mdp.absorb[i])
+            target = r + (q[s2].max() if goes_on else 0.0)
+            q[s, a] = q[s, a] + lr * (target - q[s, a])
+            if not goes_on:
+                break
+            s = s2
+    return q
+
+
+def test_batched_q_learning_equals_q_learning_each_mdp_alone():
+    mdp = generators.gridworld(3, size=5, noise=0.2, seed=4, dtype=DT)
+    q = teachers.q_learning(mdp, episodes=8, max_steps=40, seed=3)
+    for i in range(3):
+        torch.testing.assert_close(q[i], _q_learning_one_mdp(mdp, i, 8, 40, 3), rtol=0, atol=1e-12)
 
 
 # ---- counter-based random numbers ------------------------------------------------------------

@@ -240,6 +240,19 @@ class TabularMDP:
         """Expected return from the start distribution, ``[N]``."""
         return (self.start * self.evaluate(policy, gamma)).sum(-1)
 
+    def occupancy_and_return(self, policy: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`occupancy` and :meth:`episode_return` (gamma 1) from one factorisation of
+        ``I - P_pi``: evaluating students needs both, and the factorisation is most of the cost."""
+        p64 = self.policy_matrix(policy).to(torch.float64)
+        eye = torch.eye(p64.shape[-1], dtype=torch.float64, device=p64.device).expand_as(p64)
+        lu, pivots = torch.linalg.lu_factor(eye - p64)
+        rhs = torch.stack([self.start.to(torch.float64), (policy * self.expected_reward()).sum(-1).to(torch.float64)],
+                          -1)
+        occ = torch.linalg.lu_solve(lu, pivots, rhs[..., :1], adjoint=True).squeeze(-1)
+        values = torch.linalg.lu_solve(lu, pivots, rhs[..., 1:]).squeeze(-1)
+        dtype = torch.promote_types(policy.dtype, self.dtype)
+        return occ.to(dtype), (self.start * values).sum(-1).to(dtype)
+
     def uniform_states(self) -> Tensor:
         """Uniform weights over the non-terminal states, ``[N, S]``."""
         w = (~self.terminal).to(self.dtype)

@@ -32,7 +32,7 @@ def evaluate_students(
     student_logp = log_softmax(student_logits)
     policy = student_logp.exp()
     per_state = kl(teacher_logp, student_logp)
-    d_student = mdp.occupancy(policy)
+    d_student, ret = mdp.occupancy_and_return(policy)
     # the student's argmax agrees when it is one of the teacher's best actions (ties are common)
     best = teacher_out.max(-1, keepdim=True).values
     agree = (teacher_out.gather(-1, student_logits.argmax(-1, keepdim=True)) >= best).squeeze(-1).to(policy.dtype)
@@ -40,6 +40,6 @@ def evaluate_students(
         "kl_student": _weighted(per_state, d_student),
         "kl_teacher": _weighted(per_state, teacher_occupancy),
         "kl_uniform": _weighted(per_state, mdp.uniform_states()),
-        "return": mdp.episode_return(policy),
+        "return": ret,
         "agreement": _weighted(agree, teacher_occupancy),
     }

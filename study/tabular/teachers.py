@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from study.tabular.mdp import MDPError, TabularMDP, check_float, check_int
-from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys
+from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys, inverse_cdf
+from study.tabular.rollout import CHUNK, step_table
 from variants.policy import teacher_log_probs
 
 _SEED_MAX = 2**63 - 1  # seeds are held in int64 tensors
@@ -85,27 +86,36 @@ def q_learning(
     n, s_count, a_count = mdp.n_mdps, mdp.n_states, mdp.n_actions
     rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
     q = torch.zeros(n, s_count, a_count, dtype=mdp.dtype)
-    rows = torch.arange(n)
+    flat_q = q.view(n * s_count, a_count)
+    table = step_table(mdp)
     for ep in range(episodes):
+        # only the MDPs whose episode still runs are stepped (compacted every CHUNK steps)
+        active = torch.arange(n)
         s = categorical(mdp.start, rng.uniform(START, ep))
         key = rng.key(STEP, ep)
-        alive = torch.ones(n, dtype=torch.bool)
         for t in range(max_steps):
-            u = draws(key, t, 4)
-            greedy = q[rows, s].argmax(-1)
+            if t % CHUNK == 0:
+                block = draws(key[active], t // CHUNK, CHUNK * 4).view(len(active), CHUNK, 4)
+            u = block[:, t % CHUNK]
+            sa = active * s_count + s
+            greedy = flat_q.index_select(0, sa).argmax(-1)
             rand_a = (u[:, 1] * a_count).long().clamp(max=a_count - 1)
             a = torch.where(u[:, 0] < epsilon, rand_a, greedy)
-            k = categorical(mdp.prob[rows, s, a], u[:, 2])
-            s2 = mdp.succ[rows, s, a, k]
-            r = mdp.reward[rows, s, a, k]
-            goes_on = (~mdp.terminal[rows, s2]) & (u[:, 3] >= mdp.absorb)
-            target = r + gamma * torch.where(goes_on, q[rows, s2].max(-1).values, 0.0)
-            upd = q[rows, s, a] + lr * (target - q[rows, s, a])
-            q[rows, s, a] = torch.where(alive, upd, q[rows, s, a])
-            alive = alive & goes_on
-            s = torch.where(goes_on, s2, s)
-            if not alive.any():
-                break
+            out = table.index_select(0, sa * a_count + a)  # [B, K, 4]
+            k = inverse_cdf(out[..., 0], u[:, 2]).view(-1, 1, 1).expand(-1, 1, 3)
+            s2, r, term = out[..., 1:].gather(1, k).squeeze(1).unbind(-1)
+            s2 = s2.long()
+            goes_on = (term == 0) & (u[:, 3] >= mdp.absorb[active])
+            nxt = flat_q.index_select(0, active * s_count + s2).max(-1).values
+            target = r + gamma * torch.where(goes_on, nxt, 0.0)
+            old = flat_q[sa, a]
+            flat_q[sa, a] = old + lr * (target - old)
+            if not goes_on.all():
+                if not goes_on.any():
+                    break
+                active, s, block = active[goes_on], s2[goes_on], block[goes_on]
+            else:
+                s = s2
     return q
 
 
