@@ -242,3 +242,13 @@ def test_arms_on_different_tasks_are_compared_on_the_tasks_they_share(tmp_path):
         shutil.rmtree(next(c for c in root.iterdir() if (c / "config.json").is_file()
                            and json.loads((c / "config.json").read_text())["params"]["variant"] == "teacher_distill"))
         analyze(root, None, Options(reps=200, permutations=199, baseline="teacher_distill"))
+
+
+def test_faceted_figures_colour_an_arm_alike_in_every_row():
+    from analysis.analyze import _for_plot, _plot_arms
+
+    arms = ["control=teacher, tau=0.0", "control=student, tau=0.0", "control=teacher, tau=0.1"]
+    frame = pd.DataFrame({"arm": arms, "tau": [0.0, 0.0, 0.1], "value": [1.0, 2.0, 3.0]})
+    assert list(_for_plot(frame, "tau")["variant"]) == ["control=teacher", "control=student", "control=teacher"]
+    assert _plot_arms(arms, "tau") == ["control=teacher", "control=student"]
+    assert _plot_arms(arms, "task") == arms and _plot_arms(["tau=0.1"], "tau") == ["all"]
