@@ -507,23 +507,32 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     auc = auc.merge(keys, on=["cell", "mdp"])
     if reach is not None:
         reach = reach.merge(keys, on=["cell", "mdp"])
-    for arm in results.arms:
-        a = auc[auc["arm"] == arm]
-        iv = stats.interval(a["auc"], a["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
-                            seed=opt.seed, name=f"auc|{arm}", clusters=a["instance"])
-        row = {"arm": arm, "auc": iv.estimate, "auc_lo": iv.lo, "auc_hi": iv.hi}
-        if reach is not None:
-            r = reach[reach["arm"] == arm]
-            steps = r["steps_to_threshold"].fillna(np.inf).to_numpy(dtype=float)
-            med = stats.interval(steps, r["task"].astype(str), stats.median, reps=opt.reps, level=opt.level,
-                                 seed=opt.seed, name=f"reach|{arm}", clusters=r["instance"])
-            row.update(reached=float(np.isfinite(steps).mean()) if len(steps) else np.nan,
-                       steps_median=med.estimate, steps_lo=med.lo, steps_hi=med.hi)
-        rows.append(row)
+    # over all tasks, then per task when there are several (a pooled median hides how each task behaves)
+    scopes: list[str | None] = [None] + (list(results.tasks) if len(results.tasks) > 1 else [])
+    for task in scopes:
+        for arm in results.arms:
+            tag = arm if task is None else f"{arm}|{task}"
+            a = auc[(auc["arm"] == arm) & ((auc["task"] == task) if task is not None else True)]
+            if a.empty:
+                continue
+            iv = stats.interval(a["auc"], a["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
+                                seed=opt.seed, name=f"auc|{tag}", clusters=a["instance"])
+            row = {"arm": arm, "task": "all" if task is None else task, "auc": iv.estimate, "auc_lo": iv.lo,
+                   "auc_hi": iv.hi}
+            if reach is not None:
+                r = reach[(reach["arm"] == arm) & ((reach["task"] == task) if task is not None else True)]
+                steps = r["steps_to_threshold"].fillna(np.inf).to_numpy(dtype=float)
+                med = stats.interval(steps, r["task"].astype(str), stats.median, reps=opt.reps, level=opt.level,
+                                     seed=opt.seed, name=f"reach|{tag}", clusters=r["instance"])
+                row.update(reached=float(np.isfinite(steps).mean()) if len(steps) else np.nan,
+                           steps_median=med.estimate, steps_lo=med.lo, steps_hi=med.hi)
+            rows.append(row)
     data = pd.DataFrame(rows)
     display = pd.DataFrame({"arm": data["arm"],
                             f"AUC of {opt.metric}": [with_interval(*r) for r in
                                                      data[["auc", "auc_lo", "auc_hi"]].to_numpy()]})
+    if len(scopes) > 1:
+        display.insert(1, "task", data["task"])
     caption = f"Area under the {opt.metric} curve (its average over training)"
     if reach is not None:
         display[f"fraction of runs reaching {opt.threshold:g}"] = data["reached"]
@@ -531,6 +540,8 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
             with_interval(*r) for r in data[["steps_median", "steps_lo", "steps_hi"]].to_numpy()]
         caption += (f"; steps until the normalised return first reaches {opt.threshold:g} of the teacher's "
                     "(∞: more than half the runs never do)")
+    if len(scopes) > 1:
+        caption += "; over all tasks (task all), then per task"
     sec.add(_table(tables, "curve_metrics", data, display, caption))
 
 
