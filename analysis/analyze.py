@@ -517,7 +517,7 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
                 continue
             iv = stats.interval(a["auc"], a["task"].astype(str), stats.mean, reps=opt.reps, level=opt.level,
                                 seed=opt.seed, name=f"auc|{tag}", clusters=a["instance"])
-            row = {"arm": arm, "task": "all" if task is None else task, "auc": iv.estimate, "auc_lo": iv.lo,
+            row = {"arm": arm, "task": "pooled" if task is None else task, "auc": iv.estimate, "auc_lo": iv.lo,
                    "auc_hi": iv.hi}
             if reach is not None:
                 r = reach[(reach["arm"] == arm) & ((reach["task"] == task) if task is not None else True)]
@@ -541,7 +541,7 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
         caption += (f"; steps until the normalised return first reaches {opt.threshold:g} of the teacher's "
                     "(∞: more than half the runs never do)")
     if len(scopes) > 1:
-        caption += "; over all tasks (task all), then per task"
+        caption += "; over all tasks (task pooled), then per task"
     sec.add(_table(tables, "curve_metrics", data, display, caption))
 
 

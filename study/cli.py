@@ -575,7 +575,7 @@ def grid_run_cmd(
         except KeyboardInterrupt:
             err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
             raise typer.Exit(130) from None
-    copied = f" ({report.reused} copied from --reuse)" if report.reused else ""
+    copied = f" ({report.reused} copied from --reuse)" if reuse else ""
     out.print(f"{s.name}: {len(report.done)} cells run, {report.skipped} already there{copied}, "
               f"{len(report.failed)} failed; results in {target}")
     if report.failed:

@@ -181,26 +181,34 @@ class Store:
         src = source.cell_dir(cell.id)
         if self.is_done(cell.id) or not source.is_done(cell.id):
             return False
-        theirs = json.loads((src / "config.json").read_text())
-        if theirs.get("identity") != cell.identity() or theirs.get("seed") != cell.seed:
+        tmp = self._tmp(cell.id)
+        try:
+            theirs = json.loads((src / "config.json").read_text())
+            if theirs.get("identity") != cell.identity() or theirs.get("seed") != cell.seed:
+                return False
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("error.json"))
+            (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
+            prov = json.loads((tmp / "provenance.json").read_text())
+            prov.setdefault("copied_from", str(source.root.resolve()))  # where it was first computed
+            (tmp / "provenance.json").write_text(json.dumps(prov, indent=2))
+        except (OSError, ValueError):  # an unreadable or incomplete cell there: this study runs it instead
+            shutil.rmtree(tmp, ignore_errors=True)
             return False
-        tmp = self.root / f"{TMP_PREFIX}{cell.id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("error.json"))
-        (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
-        prov = json.loads((tmp / "provenance.json").read_text())
-        prov["copied_from"] = str(source.root.resolve())
-        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2))
         self._place(tmp, cell.id)
         return True
+
+    def _tmp(self, cell_id: str) -> Path:
+        """A fresh folder name to assemble a cell in (``clean_stale`` removes it if this process dies)."""
+        tmp = self.root / f"{TMP_PREFIX}{cell_id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        return tmp
 
     # ---- writing ---------------------------------------------------------------------------
 
     def write_cell(self, cell: Cell, *, metrics: pd.DataFrame | None, summary: dict[str, Any] | None,
                    provenance: dict[str, Any], error: dict[str, Any] | None = None) -> None:
         """Assemble the cell's folder aside, then rename it into place (replacing a failed one)."""
-        tmp = self.root / f"{TMP_PREFIX}{cell.id}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self._tmp(cell.id)
         tmp.mkdir()
         (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
         (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2))

@@ -261,3 +261,23 @@ def test_reuse_of_a_folder_that_holds_no_results_is_refused(tmp_path):
                                  str(tmp_path / "empty")])
     assert result.exit_code == 2 and "not a results folder" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_reuse_skips_cells_that_failed_or_cannot_be_read_there(tmp_path):
+    run_study(parse_study(TINY), tmp_path / "a", workers=1)
+    cells = sorted(p.parent for p in (tmp_path / "a").glob("*/summary.json"))
+    (cells[0] / "summary.json").unlink()  # not finished there
+    (cells[1] / "provenance.json").unlink()  # finished but incomplete
+    (cells[2] / "config.json").write_text("{not json")
+    report = run_study(parse_study(TINY), tmp_path / "b", workers=1, reuse=[tmp_path / "a"])
+    assert report.reused == 5 and len(report.done) == 3 and not report.failed
+    assert not list((tmp_path / "b").glob(".tmp-*"))
+
+
+def test_grid_run_says_when_reuse_copied_nothing(tmp_path):
+    run_study(parse_study(TINY), tmp_path / "a", workers=1)
+    study = tmp_path / "other.toml"
+    study.write_text(TINY.replace('name = "tiny"', 'name = "other"').replace("size = 5", "size = 6"))
+    result = runner.invoke(app, ["grid", "run", str(study), "--out", str(tmp_path / "b"), "--workers", "1",
+                                 "--reuse", str(tmp_path / "a")])
+    assert result.exit_code == 0 and "0 copied from --reuse" in result.output

@@ -513,7 +513,7 @@ def test_batched_q_learning_equals_q_learning_each_mdp_alone():
     mdp = generators.gridworld(3, size=5, noise=0.2, seed=4, dtype=DT)
     q = teachers.q_learning(mdp, episodes=8, max_steps=40, seed=3)
     for i in range(3):
-        torch.testing.assert_close(q[i], _q_learning_one_mdp(mdp, i, 8, 40, 3), rtol=0, atol=1e-12)
+        assert torch.equal(q[i], _q_learning_one_mdp(mdp, i, 8, 40, 3))
 
 
 # ---- counter-based random numbers ------------------------------------------------------------
@@ -739,3 +739,12 @@ def test_exact_on_policy_distill_converges_on_a_gridworld(grid):
     gap0 = (curves.teacher_return - curves.values["return"][0]).abs()
     gap1 = (curves.teacher_return - curves.values["return"][-1]).abs()
     assert (gap1 < 0.5 * gap0).all()
+
+
+def test_occupancy_and_return_from_one_factorisation_equal_the_separate_solves():
+    mdp = generators.gridworld(3, size=6, noise=0.2, seed=2, dtype=DT)
+    policy = torch.softmax(torch.randn(3, mdp.n_states, mdp.n_actions, generator=torch.Generator().manual_seed(0),
+                                       dtype=DT), -1)
+    occ, ret = mdp.occupancy_and_return(policy)
+    torch.testing.assert_close(occ, mdp.occupancy(policy), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ret, mdp.episode_return(policy), rtol=1e-10, atol=1e-12)

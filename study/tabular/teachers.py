@@ -89,7 +89,7 @@ def q_learning(
     flat_q = q.view(n * s_count, a_count)
     table = step_table(mdp)
     for ep in range(episodes):
-        # only the MDPs whose episode still runs are stepped (compacted every CHUNK steps)
+        # only the MDPs whose episode still runs are stepped; random draws come CHUNK steps at a time
         active = torch.arange(n)
         s = categorical(mdp.start, rng.uniform(START, ep))
         key = rng.key(STEP, ep)
