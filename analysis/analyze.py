@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -250,10 +251,15 @@ def _for_plot(frame: pd.DataFrame, facet: str | None = None) -> pd.DataFrame:
 
 
 def _without_facet(label: str, facet: str | None) -> str:
-    """An arm's label without its ``facet=value`` part (``all`` if nothing else is left)."""
+    """An arm's label without its ``facet=value`` part (``all`` if nothing else is left); a variant shows
+    as its bare name (analysis.load's labels), so faceting by ``variant`` drops the part that is not
+    ``key=value``."""
     if not facet:
         return label
-    parts = [p for p in label.split(", ") if not p.startswith(f"{facet}=")]
+    if facet == "variant":
+        parts = [p for p in label.split(", ") if re.match(r"^\w+=", p)]
+    else:
+        parts = [p for p in label.split(", ") if not p.startswith(f"{facet}=")]
     return ", ".join(parts) or "all"
 
 

@@ -252,3 +252,5 @@ def test_faceted_figures_colour_an_arm_alike_in_every_row():
     assert list(_for_plot(frame, "tau")["variant"]) == ["control=teacher", "control=student", "control=teacher"]
     assert _plot_arms(arms, "tau") == ["control=teacher", "control=student"]
     assert _plot_arms(arms, "task") == arms and _plot_arms(["tau=0.1"], "tau") == ["all"]
+    by_variant = ["on_policy_distill, tau=0.1", "teacher_distill[control=uniform], tau=0.1", "n_distill, tau=1.0"]
+    assert _plot_arms(by_variant, "variant") == ["tau=0.1", "tau=1.0"]
