@@ -66,9 +66,7 @@ def run_network_cell(cell: Cell, device: str = "cpu") -> tuple[pd.DataFrame, dic
     files = cell.teacher_files()
     teachers = [Teacher.load(Path(f), spec) for f, spec in zip(files, specs, strict=True)]
     width = p["width"]
-    if p.get("student_fraction") == 1.0:  # the teacher's own size, exactly (the identity says width 1)
-        width = 1.0
-    elif p.get("student_fraction") is not None:
+    if p.get("student_fraction") is not None:
         m = teachers[0].meta
         width = width_for_fraction(m.arch, m.obs_shape, m.n_actions, p["student_fraction"])
     cfg = LoopConfig(**{k: p[k] for k in LOOP_KEYS}, width=width, device=device)

@@ -125,7 +125,9 @@ def parameters(net: nn.Module) -> int:
 
 def width_for_fraction(arch: str, obs_shape: Sequence[int], n_actions: int, fraction: float) -> float:
     """The width multiplier whose network has closest to ``fraction`` of the full-width one's parameters
-    (Rusu et al.'s compressed students: about 25%, 7% and 4%)."""
+    (Rusu et al.'s compressed students: about 25%, 7% and 4%); the whole size is width 1 exactly."""
+    if fraction >= 1.0:
+        return 1.0
     full = parameters(Net(arch, obs_shape, n_actions))
     lo, hi = 0.01, 1.0
     for _ in range(40):

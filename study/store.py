@@ -91,11 +91,11 @@ class Store:
         return cls(root)
 
     @classmethod
-    def existing(cls, root: Path, what: str = "--reuse") -> Store:
+    def existing(cls, root: Path) -> Store:
         """A results folder some study wrote, to read finished cells from (any study)."""
         root = Path(root)
         if not (root / "study.json").is_file():
-            raise StudyError(f"{what} {root}: not a results folder (no study.json); allowed: a folder that "
+            raise StudyError(f"--reuse {root}: not a results folder (no study.json); allowed: a folder that "
                              "`distill grid run` wrote")
         return cls(root)
 

@@ -243,9 +243,7 @@ class TabularMDP:
     def occupancy_and_return(self, policy: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`occupancy` and :meth:`episode_return` (gamma 1) from one factorisation of
         ``I - P_pi``: evaluating students needs both, and the factorisation is most of the cost."""
-        p64 = self.policy_matrix(policy).to(torch.float64)
-        eye = torch.eye(p64.shape[-1], dtype=torch.float64, device=p64.device).expand_as(p64)
-        lu, pivots = torch.linalg.lu_factor(eye - p64)
+        lu, pivots = torch.linalg.lu_factor(_system(self.policy_matrix(policy), 1.0))
         rhs = torch.stack([self.start.to(torch.float64), (policy * self.expected_reward()).sum(-1).to(torch.float64)],
                           -1)
         occ = torch.linalg.lu_solve(lu, pivots, rhs[..., :1], adjoint=True).squeeze(-1)
@@ -266,7 +264,11 @@ def _solve(p: Tensor, rhs: Tensor, gamma: float) -> Tensor:
     so an MDP's values would depend on its batch; in float64 the difference is
     far below float32's resolution.
     """
-    p64 = p.to(torch.float64)
-    eye = torch.eye(p.shape[-1], dtype=torch.float64, device=p.device).expand_as(p64)
-    x = torch.linalg.solve(eye - gamma * p64, rhs.to(torch.float64).unsqueeze(-1)).squeeze(-1)
+    x = torch.linalg.solve(_system(p, gamma), rhs.to(torch.float64).unsqueeze(-1)).squeeze(-1)
     return x.to(torch.promote_types(p.dtype, rhs.dtype))
+
+
+def _system(p: Tensor, gamma: float) -> Tensor:
+    """``I - gamma P`` in float64, the matrix every exact evaluation solves with."""
+    p64 = p.to(torch.float64)
+    return torch.eye(p.shape[-1], dtype=torch.float64, device=p.device).expand_as(p64) - gamma * p64

@@ -49,6 +49,15 @@ def step_table(mdp: TabularMDP) -> Tensor:
     ], dim=-1).reshape(n * s_count * a_count, k_count, 4)
 
 
+def transition(table: Tensor, sa_a: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One step from the rows ``sa_a`` (flat (instance, state, action) ids) of a :func:`step_table`: the
+    successor drawn with uniforms ``u``, its reward, and whether it is terminal."""
+    out = table.index_select(0, sa_a)  # [B, K, 4]
+    k = inverse_cdf(out[..., 0], u).view(-1, 1, 1).expand(-1, 1, 3)
+    s2, r, term = out[..., 1:].gather(1, k).squeeze(1).unbind(-1)
+    return s2.long(), r, term != 0
+
+
 def rollout(mdp: TabularMDP, control: Tensor, keys: Tensor, *, episodes: int = 1, max_steps: int = 1000,
             table: Tensor | None = None) -> Rollout:
     """Sample ``episodes`` episodes per instance.
@@ -84,15 +93,13 @@ def rollout(mdp: TabularMDP, control: Tensor, keys: Tensor, *, episodes: int = 1
         u = block[:, t % CHUNK]
         sa = base + s
         a = inverse_cdf(q_cdf.index_select(0, sa), u[:, 0])
-        out = table.index_select(0, sa * a_count + a)  # [B, K, 4]
-        k = inverse_cdf(out[..., 0], u[:, 1]).view(-1, 1, 1).expand(-1, 1, 3)
-        s2, r, term = out[..., 1:].gather(1, k).squeeze(1).unbind(-1)
+        s2, r, term = transition(table, sa * a_count + a, u[:, 1])
         states[active, t] = s
         actions[active, t] = a
         rewards[active, t] = r
         valid[active, t] = alive
-        alive = alive & (term == 0) & (u[:, 2] >= absorb[active])
-        s = s2.long()
+        alive = alive & ~term & (u[:, 2] >= absorb[active])
+        s = s2
         steps = t + 1
         if not alive.any():
             break

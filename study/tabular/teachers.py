@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from study.tabular.mdp import MDPError, TabularMDP, check_float, check_int
-from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys, inverse_cdf
-from study.tabular.rollout import CHUNK, step_table
+from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys
+from study.tabular.rollout import CHUNK, step_table, transition
 from variants.policy import teacher_log_probs
 
 _SEED_MAX = 2**63 - 1  # seeds are held in int64 tensors
@@ -101,21 +101,17 @@ def q_learning(
             greedy = flat_q.index_select(0, sa).argmax(-1)
             rand_a = (u[:, 1] * a_count).long().clamp(max=a_count - 1)
             a = torch.where(u[:, 0] < epsilon, rand_a, greedy)
-            out = table.index_select(0, sa * a_count + a)  # [B, K, 4]
-            k = inverse_cdf(out[..., 0], u[:, 2]).view(-1, 1, 1).expand(-1, 1, 3)
-            s2, r, term = out[..., 1:].gather(1, k).squeeze(1).unbind(-1)
-            s2 = s2.long()
-            goes_on = (term == 0) & (u[:, 3] >= mdp.absorb[active])
+            s2, r, term = transition(table, sa * a_count + a, u[:, 2])
+            goes_on = ~term & (u[:, 3] >= mdp.absorb[active])
             nxt = flat_q.index_select(0, active * s_count + s2).max(-1).values
             target = r + gamma * torch.where(goes_on, nxt, 0.0)
             old = flat_q[sa, a]
             flat_q[sa, a] = old + lr * (target - old)
             if not goes_on.all():
-                if not goes_on.any():
+                active, s2, block = active[goes_on], s2[goes_on], block[goes_on]
+                if len(active) == 0:
                     break
-                active, s, block = active[goes_on], s2[goes_on], block[goes_on]
-            else:
-                s = s2
+            s = s2
     return q
 
 
