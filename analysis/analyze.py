@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -239,33 +238,20 @@ def _figure(paths: list[Path], caption: str) -> Figure:
     return Figure(next(p for p in paths if p.suffix == ".png"), caption)
 
 
-def _for_plot(frame: pd.DataFrame, facet: str | None = None) -> pd.DataFrame:
-    """Figures colour by ``variant``: the arm, less the facet's own ``facet=value`` (the row says it), so an
-    arm keeps its colour from row to row. Arms without a facet value (include cells) get their own row."""
+def _for_plot(frame: pd.DataFrame, results: Results, facet: str | None = None) -> pd.DataFrame:
+    """Figures colour by ``variant``: the arm's colour key for the facet (:meth:`Results.colour_keys`).
+    Arms without a facet value (include cells) get their own row."""
     frame = frame.drop(columns=[c for c in ("variant",) if c in frame]).rename(columns={"arm": "variant"})
     if facet and facet in frame and frame[facet].isna().any():
         frame = frame.assign(**{facet: frame[facet].astype(object).where(frame[facet].notna(), "unset")})
-    if facet:
-        frame = frame.assign(variant=[_without_facet(label, facet) for label in frame["variant"]])
-    return frame
+    keys = results.colour_keys(facet)
+    return frame.assign(variant=[keys[str(arm)] for arm in frame["variant"]])
 
 
-def _without_facet(label: str, facet: str | None) -> str:
-    """An arm's label without its ``facet=value`` part (``all`` if nothing else is left); a variant shows
-    as its bare name (analysis.load's labels), so faceting by ``variant`` drops the part that is not
-    ``key=value``."""
-    if not facet:
-        return label
-    if facet == "variant":
-        parts = [p for p in label.split(", ") if re.match(r"^\w+=", p)]
-    else:
-        parts = [p for p in label.split(", ") if not p.startswith(f"{facet}=")]
-    return ", ".join(parts) or "all"
-
-
-def _plot_arms(arms: list[str], facet: str | None) -> list[str]:
+def _plot_arms(results: Results, facet: str | None) -> list[str]:
     """The colour keys of the faceted figures, in the arms' order."""
-    return list(dict.fromkeys(_without_facet(a, facet) for a in arms))
+    keys = results.colour_keys(facet)
+    return list(dict.fromkeys(keys[arm] for arm in results.arms))
 
 
 def _aggregates(report: Report, results: Results, runs: pd.DataFrame, opt: Options, tables: Path, figures: Path,
@@ -495,13 +481,13 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     curves = results.curves
     facet = opt.facet or ("task" if len(results.tasks) > 1 else None)
     sec = report.section("Learning curves")
-    frame = _for_plot(curves[curves["metric"] == opt.metric], facet)
-    shown = _plot_arms(results.arms, facet)
+    frame = _for_plot(curves[curves["metric"] == opt.metric], results, facet)
+    shown = _plot_arms(results, facet)
     sec.add(_figure(plots.learning_curves(frame, [opt.metric], figures / "curves", variants=shown,
                                           facet=facet),
                     f"{opt.metric} along training: mean over runs with a 95% bootstrap band"))
     if results.tier == "tabular" and set(KL_METRICS) <= set(results.metrics):
-        kl = _for_plot(curves[curves["metric"].isin([*KL_METRICS, NORMALISED])], facet)
+        kl = _for_plot(curves[curves["metric"].isin([*KL_METRICS, NORMALISED])], results, facet)
         sec.add(_figure(plots.tabular_kl_layout(kl, figures / "kl_layout", variants=shown, facet=facet),
                         "KL(pi_T || pi_theta) under the student's, the teacher's and the uniform state "
                         "distribution, beside the normalised return (Czarnecki et al. 2019, Fig. 3 layout)"))

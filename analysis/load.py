@@ -54,6 +54,8 @@ class Results:
     arms: list[str]
     tasks: list[str]
     errors: dict[str, str] = field(default_factory=dict)
+    #: for each arm key, every arm's label without that key: a figure faceted by the key colours by these
+    arms_without: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -72,6 +74,11 @@ class Results:
     @property
     def unit_name(self) -> str:
         return "MDPs" if self.clustered else "seeds"
+
+    def colour_keys(self, facet: str | None) -> dict[str, str]:
+        """Each arm's colour in a figure faceted by ``facet``: its label without the facet's key (the row
+        says it), so an arm keeps its colour from row to row."""
+        return self.arms_without.get(facet or "", {arm: arm for arm in self.arms})
 
     def units(self, metric: str) -> pd.DataFrame:
         """The independent units of comparison: a tabular arm's MDPs (its seeds averaged: every seed
@@ -129,9 +136,11 @@ def load_results(root: Path) -> Results:
     varying = [k for k in params if cells[k].astype(str).nunique(dropna=False) > 1]
     arm_keys = [k for k in varying if KEY_SECTION[k] in ARM_SECTIONS]
     task_keys = [k for k in varying if KEY_SECTION[k] in TASK_SECTIONS]
-    cells["arm"] = _labels(cells, arm_keys, default="all")
+    cells["arm"] = _labels(rows, arm_keys, default="all")
+    arms_without = {key: dict(zip(cells["arm"], _labels(rows, [k for k in arm_keys if k != key], default="all"),
+                                  strict=True)) for key in arm_keys}
     name_of = next((k for k in ("game", "generator") if k in cells), None)
-    cells["task"] = _labels(cells, task_keys, default=str(cells[name_of].iloc[0]) if name_of else study.name)
+    cells["task"] = _labels(rows, task_keys, default=str(cells[name_of].iloc[0]) if name_of else study.name)
     arms = list(dict.fromkeys(cells["arm"]))
     tasks = list(dict.fromkeys(cells["task"]))
     cells = _with_finals(root, cells)
@@ -143,7 +152,7 @@ def load_results(root: Path) -> Results:
         curves, runs = _relabel(curves, instances), _relabel(runs, instances)
         tasks = list(dict.fromkeys([*(t for t in tasks if t in set(runs["task"])), *runs["task"]]))
     return Results(root, study.name, study.spec.tier, cells, curves, runs, arm_keys, task_keys, arms, tasks,
-                   errors)
+                   errors, arms_without)
 
 
 def _study(root: Path) -> Any:
@@ -182,21 +191,20 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _labels(cells: pd.DataFrame, keys: list[str], default: str) -> pd.Series:
-    """``key=value, ...`` over the given keys (a preset's name alone for ``variant``)."""
-    if not keys:
-        return pd.Series(default, index=cells.index)
+def _labels(rows: list[dict[str, Any]], keys: list[str], default: str) -> list[str]:
+    """``key=value, ...`` over the given keys (a preset's name alone for ``variant``), from the cells'
+    own parameters: a frame column would show a whole number that some cells leave unset as 1.0."""
 
-    def label(row: pd.Series) -> str:
+    def label(row: dict[str, Any]) -> str:
         parts = []
         for k in keys:
-            value = row[k]
+            value = row.get(k)
             if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
                 continue
             parts.append(str(value) if k == "variant" else f"{k}={_format(value)}")
         return ", ".join(parts) or default
 
-    return cells.apply(label, axis=1)
+    return [label(row) for row in rows]
 
 
 def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:

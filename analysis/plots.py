@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -59,10 +60,24 @@ STYLE = {
 POI_INTERVAL_MAX_VARIANTS = 8
 
 
+COLOURS = 10  # the colour-blind-safe palette's distinct colours
+# line dashes of the first, second... cycle through the colours, so no two variants' lines look alike
+DASHES: tuple[tuple[float, ...], ...] = ((), (5.0, 2.0), (1.5, 1.5), (6.0, 2.0, 1.5, 2.0))
+
+
 def variant_palette(names: Sequence[str]) -> dict[str, tuple]:
-    """A colour-blind-safe colour per variant, fixed by the variants' order."""
-    colours = sns.color_palette("colorblind", max(len(names), 1))
-    return {name: colours[i % len(colours)] for i, name in enumerate(names)}
+    """A colour-blind-safe colour per variant, fixed by the variants' order (repeating after COLOURS)."""
+    colours = sns.color_palette("colorblind", COLOURS)
+    return {name: colours[i % COLOURS] for i, name in enumerate(names)}
+
+
+def variant_dashes(names: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """Each variant's line dashes (``()``: solid): solid for the first COLOURS, then a new dash per cycle."""
+    return {name: DASHES[(i // COLOURS) % len(DASHES)] for i, name in enumerate(names)}
+
+
+def _dash_kwargs(dashes: tuple[float, ...]) -> dict[str, Any]:
+    return {"dashes": dashes} if dashes else {"linestyle": "-"}
 
 
 def save(fig: Figure, path: Path) -> list[Path]:
@@ -124,9 +139,11 @@ def _level_text(level: object) -> str:
     return str(level)
 
 
-def _variant_legend(fig: Figure, names: Sequence[str], palette: Mapping[str, tuple]) -> None:
+def _variant_legend(fig: Figure, names: Sequence[str], palette: Mapping[str, tuple],
+                    dashes: Mapping[str, tuple[float, ...]] | None = None) -> None:
     """One legend for the whole figure, outside on the right, so it never covers data."""
-    handles = [Line2D([], [], color=palette[n], lw=2) for n in names]
+    dashes = dashes or {}
+    handles = [Line2D([], [], color=palette[n], lw=2, **_dash_kwargs(dashes.get(n, ()))) for n in names]
     fig.legend(handles, list(names), loc="outside right center", frameon=False)
 
 
@@ -164,7 +181,7 @@ def _figure_learning_curves(
     if absent:
         raise ValueError(f"{who}: no data for metric(s) {absent}; the frame has {sorted(set(data['metric']))}")
     names = list(variants) if variants is not None else list(dict.fromkeys(data["variant"]))
-    palette = variant_palette(names)
+    palette, dashes = variant_palette(names), variant_dashes(names)
     data = data[data["metric"].isin(metrics) & data["variant"].isin(names)]
     if data.empty:
         raise ValueError(f"{who}: none of the variants {names} has data for {metrics}")
@@ -184,6 +201,7 @@ def _figure_learning_curves(
                 cell = rows[rows["metric"] == metric]
                 if not cell.empty:
                     sns.lineplot(data=cell, x="step", y="value", hue="variant", hue_order=shown, palette=palette,
+                                 style="variant", style_order=shown, dashes={n: dashes[n] or "" for n in shown},
                                  errorbar=errorbar, n_boot=n_boot, seed=0, ax=ax, legend=False)
                 if metric in log:
                     ax.set_yscale("log")
@@ -191,7 +209,7 @@ def _figure_learning_curves(
                 ax.set_xlabel("iteration" if r == len(levels) - 1 else "")
                 ax.set_ylabel(f"{facet} = {_level_text(level)}" if facet and c == 0 else "")
                 ax.grid(True, alpha=0.3, lw=0.5)
-        _variant_legend(fig, shown, palette)
+        _variant_legend(fig, shown, palette, dashes)
         if title:
             fig.suptitle(title)
     return fig
@@ -336,7 +354,7 @@ def _figure_performance_profiles(
 ) -> Figure:
     who = "performance_profiles"
     data = _checked(profile, ["variant", "tau", "fraction", "lo", "hi"], who, dropna=["tau", "fraction"])
-    palette = variant_palette(variants)
+    palette, dashes = variant_palette(variants), variant_dashes(variants)
     data = data[data["variant"].isin(list(variants))]
     shown = _present(variants, data["variant"])
     if not shown:
@@ -349,14 +367,15 @@ def _figure_performance_profiles(
             tau = rows["tau"].to_numpy(float)
             ax.fill_between(tau, rows["lo"].to_numpy(float), rows["hi"].to_numpy(float), color=palette[name],
                             alpha=0.2, lw=0)
-            ax.plot(tau, rows["fraction"].to_numpy(float), color=palette[name], lw=1.8, label=name, clip_on=False)
+            ax.plot(tau, rows["fraction"].to_numpy(float), color=palette[name], lw=1.8, label=name, clip_on=False,
+                    **_dash_kwargs(dashes[name]))
         if log_x and bool((data["tau"] > 0).all()):
             ax.set_xscale("log")
         ax.set_ylim(0.0, 1.0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of runs with score > tau")
         ax.grid(True, alpha=0.3, lw=0.5)
-        _variant_legend(fig, shown, palette)
+        _variant_legend(fig, shown, palette, dashes)
     return fig
 
 

@@ -35,7 +35,8 @@ class StudyError(ValueError):
 # ---- the parameters a study may set -------------------------------------------------------------
 
 VARIANT_KEYS = ("variant", "control", "beta", "schedule", "beta_final", "horizon", "decay", "epsilon",
-                "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step")
+                "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step",
+                "critic", "critic_lr")
 CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta_final": "beta_final",
                 "horizon": "horizon", "decay": "decay", "epsilon": "epsilon", "teacher_tau": "teacher_tau"}
 
@@ -457,11 +458,14 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
         raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
                          "two-step toy has; allowed for grid studies: table")
     from study.cells import build_mdp  # cross-field limits: let the generator check one MDP
+    from study.tabular.exact import check_exact
     from study.tabular.mdp import MDPError
 
     try:
+        if resolved["mode"] == "exact":
+            check_exact(build_variant(resolved))
         build_mdp({**resolved, "mdps": 1})
-    except MDPError as exc:
+    except (MDPError, VariantError) as exc:
         raise StudyError(f"{where_point}: {exc}") from None
     return resolved
 

@@ -86,6 +86,9 @@ def check_variant(variant: Variant) -> None:
     if variant.v_cond:
         raise VariantError(f"variant {variant.name!r}: +V cond needs the student's value V_theta(s), which "
                            "network students do not have; allowed here: variants without v_cond")
+    if variant.critic != "none":
+        raise VariantError(f"variant {variant.name!r}: critic {variant.critic!r} is a value table of the tabular "
+                           "tier; network students have no critic; allowed here: critic 'none'")
 
 
 @dataclass

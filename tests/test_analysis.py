@@ -244,13 +244,38 @@ def test_arms_on_different_tasks_are_compared_on_the_tasks_they_share(tmp_path):
         analyze(root, None, Options(reps=200, permutations=199, baseline="teacher_distill"))
 
 
-def test_faceted_figures_colour_an_arm_alike_in_every_row():
+FACETED = """
+name = "faceted"
+seeds = 1
+[fixed]
+size = 5
+mdps = 1
+iterations = 2
+eval_every = 1
+max_steps = 20
+[factors]
+variant = ["on_policy_distill", "teacher_distill"]
+tau = [0.1, 1.0]
+[[include]]
+variant = "n_distill"
+tau = 0.1
+n_step = 2
+"""
+
+
+def test_faceted_figures_colour_an_arm_alike_in_every_row(tmp_path):
     from analysis.analyze import _for_plot, _plot_arms
 
-    arms = ["control=teacher, tau=0.0", "control=student, tau=0.0", "control=teacher, tau=0.1"]
-    frame = pd.DataFrame({"arm": arms, "tau": [0.0, 0.0, 0.1], "value": [1.0, 2.0, 3.0]})
-    assert list(_for_plot(frame, "tau")["variant"]) == ["control=teacher", "control=student", "control=teacher"]
-    assert _plot_arms(arms, "tau") == ["control=teacher", "control=student"]
-    assert _plot_arms(arms, "task") == arms and _plot_arms(["tau=0.1"], "tau") == ["all"]
-    by_variant = ["on_policy_distill, tau=0.1", "teacher_distill[control=uniform], tau=0.1", "n_distill, tau=1.0"]
-    assert _plot_arms(by_variant, "variant") == ["tau=0.1", "tau=1.0"]
+    run_study(parse_study(FACETED), tmp_path / "faceted", workers=1)
+    results = load_results(tmp_path / "faceted")
+    assert results.arms == ["on_policy_distill, tau=0.1", "on_policy_distill, tau=1.0", "teacher_distill, tau=0.1",
+                            "teacher_distill, tau=1.0", "n_distill, tau=0.1, n_step=2"]
+    # by tau: one colour per variant across the rows; the n-step cell keeps its own
+    assert _plot_arms(results, "tau") == ["on_policy_distill", "teacher_distill", "n_distill, n_step=2"]
+    # by variant: the remaining keys
+    assert _plot_arms(results, "variant") == ["tau=0.1", "tau=1.0", "tau=0.1, n_step=2"]
+    # a task facet or none leaves the arms as they are
+    assert _plot_arms(results, "task") == results.arms == _plot_arms(results, None)
+    frame = _for_plot(results.curves, results, "tau")
+    by_arm = dict(zip(results.curves["arm"].astype(str), frame["variant"], strict=True))
+    assert by_arm["teacher_distill, tau=1.0"] == "teacher_distill" and frame["tau"].notna().all()

@@ -148,10 +148,11 @@ def test_the_gradient_check_has_power(garnet):
     torch.testing.assert_close(update_n, _grad(naive, logits), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("critic", ["none", "exact"])
 @pytest.mark.parametrize("n_step", [1, 2])
-def test_gradient_field_flag_is_honest_under_n_step_truncation(garnet, n_step):
+def test_gradient_field_flag_is_honest_under_n_step_truncation(garnet, n_step, critic):
     mdp, teacher_out, logits = garnet
-    v = variants.variant("n_distill", n_step=n_step)
+    v = variants.variant("n_distill", n_step=n_step, critic=critic)
     params = logits[:1]
     one = mdp.select(torch.tensor([0]))
     jac = torch.func.jacrev(lambda p: exact.update_field(v, one, teacher_out[:1], lambda z: z, p))(
@@ -243,7 +244,7 @@ def _enumerate(mdp: TabularMDP, q: torch.Tensor):
     return out
 
 
-def _sampled_expectation(variant, mdp, teacher_out, logits, v_teacher, v_student, it):
+def _sampled_expectation(variant, mdp, teacher_out, logits, v_teacher, v_student, it, v_critic=None):
     """Probability-weighted gradient of the sampled surrogate over all episodes."""
     q = _control(variant, teacher_out, logits, it)
     episodes = _enumerate(mdp, q)
@@ -269,6 +270,7 @@ def _sampled_expectation(variant, mdp, teacher_out, logits, v_teacher, v_student
         env_reward=rewards,
         v_teacher=v_teacher[states],
         v_student=v_student[states],
+        v_critic=v_critic[states] if v_critic is not None else None,
     )
     (grad,) = torch.autograd.grad((weights * per_episode).sum(), x)
     return grad, b
@@ -298,6 +300,15 @@ ENUM_CASES += [
     ("n_distill_gamma_nstep", variants.variant("n_distill_r", gamma=0.9, n_step=2), 0),
     ("expected_er_nstep1", variants.variant("expected_entropy_regularised", n_step=1, tau=0.5), 0),
     ("teacher_v_gamma", variants.variant("teacher_v_reward", gamma=0.8), 0),
+    # an exact critic bootstraps the n-step return: in expectation, the whole return
+    ("opd_r_td1_exact_critic", variants.variant("on_policy_distill_r", n_step=1, critic="exact"), 0),
+    ("n_distill_r_td2_exact_critic", variants.variant("n_distill_r", n_step=2, gamma=0.9, critic="exact"), 0),
+    ("teacher_v_td1_exact_critic", variants.variant("teacher_v_reward", n_step=1, critic="exact"), 0),
+    (
+        "vcond_td1_exact_critic",
+        variants.variant("on_policy_distill_r_vcond", n_step=1, critic="exact", control=Control(kind="teacher")),
+        0,
+    ),
     ("kl_regularised_r_gamma", variants.variant("kl_regularised", env_reward=True, gamma=0.7), 0),
     (
         "vcond_teacher_control",
@@ -336,8 +347,13 @@ def test_exact_engine_matches_enumerated_sampled_surrogate(acyclic, name, varian
     if variant.v_cond:  # make sure the mask is neither all on nor all off
         mask = (v_teacher > v_student)[~mdp.terminal[0]]
         assert mask.any() and not mask.all()
+    v_critic = None
+    if variant.critic == "exact":
+        v_critic = exact.critic_values(
+            variant, mdp, teacher_out[None], logits[None], iteration=it, v_teacher=v_teacher[None]
+        )[0]
     sampled, n_episodes = _sampled_expectation(
-        variant, mdp, teacher_out, logits, v_teacher, v_student, it
+        variant, mdp, teacher_out, logits, v_teacher, v_student, it, v_critic
     )
     # the enumeration covers many episodes, unless a deterministic teacher acts alone
     deterministic = variant.control.weights(it)[0] == 1.0 and variant.tau == 0.0

@@ -142,6 +142,19 @@ def test_learning_curves_colour_follows_the_variant_order_not_the_data() -> None
     assert colours_of(fig) == {VARIANTS[-1]: to_rgb(plots.variant_palette(VARIANTS)[VARIANTS[-1]])}
 
 
+def test_more_variants_than_colours_still_look_different() -> None:
+    names = [f"arm {i}" for i in range(14)]
+    rows = [{"variant": n, "step": step, "metric": "return", "value": float(i + step)}
+            for i, n in enumerate(names) for step in (0, 10)]
+    fig = plots._figure_learning_curves(pd.DataFrame(rows), ["return"], variants=names, ci=None)
+    drawn = {(rgb(line.get_color()), line.get_linestyle()) for line in fig.axes[0].get_lines()}
+    legend = {(rgb(h.get_color()), h.get_linestyle()) for h in fig.legends[0].legend_handles}
+    assert len(drawn) == len(legend) == 14 and drawn == legend
+    # the first cycle is solid, the second dashed in the first cycle's colours
+    assert plots.variant_dashes(names)["arm 0"] == () and plots.variant_dashes(names)["arm 10"] != ()
+    assert plots.variant_palette(names)["arm 10"] == plots.variant_palette(names)["arm 0"]
+
+
 def test_learning_curves_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         plots.learning_curves(pd.DataFrame(columns=["variant", "step", "metric", "value"]), ["kl_student"],

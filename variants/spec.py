@@ -19,6 +19,13 @@ from variants.errors import VariantError
 from variants.losses import LOSSES
 from variants.rewards import REWARDS, STUDENT_DEPENDENT_REWARDS, TEACHER_LOGP_REWARDS
 
+CRITICS: dict[str, str] = {
+    "none": "Monte-Carlo returns (nothing bootstrapped)",
+    "learned": "a value table trained by TD on the same n-step returns, step size critic_lr (tabular only)",
+    "exact": "the exact value of the pseudo-return under the control policy: a perfectly fitted critic "
+             "(tabular only)",
+}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -28,6 +35,10 @@ class Variant:
     env_reward: the +R modifier (add the environment reward to r_hat).
     v_cond: the +V cond modifier (apply the loss only where V_T(s) > V_theta(s)).
     gamma, n_step: discount and optional truncation of the returns-to-go.
+    critic: what bootstraps the n-step return past its n steps (TD(n) students):
+        nothing (Monte-Carlo), a learned value table, or the exact value (see CRITICS).
+    critic_lr: the learned critic's TD step size: each iteration,
+        V(s) += critic_lr * the mean of R_t - V(s) over the visits of s.
     """
 
     control: Control = field(default_factory=Control)
@@ -39,11 +50,13 @@ class Variant:
     jsd_beta: float = 0.5
     gamma: float = 1.0
     n_step: int | None = None
+    critic: str = "none"
+    critic_lr: float = 0.3
     name: str = ""
 
     def __post_init__(self) -> None:
         self._check_values()
-        for name in ("tau", "jsd_beta", "gamma"):  # 1 and 1.0 are one variant
+        for name in ("tau", "jsd_beta", "gamma", "critic_lr"):  # 1 and 1.0 are one variant
             object.__setattr__(self, name, float(getattr(self, name)))
         self._check_meaning()
 
@@ -57,7 +70,7 @@ class Variant:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise VariantError(f"{name}: {value!r} is not a boolean; allowed: true or false")
-        for name in ("tau", "jsd_beta", "gamma"):
+        for name in ("tau", "jsd_beta", "gamma", "critic_lr"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise VariantError(f"{name}: {value!r} is not a number")
@@ -69,6 +82,10 @@ class Variant:
             raise VariantError(f"loss: unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
         if self.reward not in REWARDS:
             raise VariantError(f"reward: unknown pseudo-reward {self.reward!r}; allowed: {', '.join(REWARDS)}")
+        if not isinstance(self.critic, str) or self.critic not in CRITICS:
+            raise VariantError(f"critic: unknown critic {self.critic!r}; allowed: {', '.join(CRITICS)}")
+        if not (math.isfinite(self.critic_lr) and 0.0 < self.critic_lr <= 1.0):
+            raise VariantError(f"critic_lr: {self.critic_lr} is out of range; allowed: 0 < critic_lr <= 1")
         if not (math.isfinite(self.tau) and self.tau >= 0):
             raise VariantError(f"tau: {self.tau} is out of range; allowed: a finite tau >= 0 (0 = argmax)")
         if not (0.0 <= self.jsd_beta <= 1.0):
@@ -93,6 +110,11 @@ class Variant:
             raise VariantError(
                 "meaningless variant: reward 'neg_next_loss' is minus the next state's loss, "
                 "which is zero with loss 'none'"
+            )
+        if self.critic != "none" and self.n_step is None:
+            raise VariantError(
+                f"meaningless variant: critic {self.critic!r} bootstraps the return after n_step steps, but "
+                "n_step is none (Monte-Carlo); allowed: n_step >= 1 with a critic, or critic 'none'"
             )
         if self.tau == 0:
             if LOSSES[self.loss].needs_teacher_logp or (self.loss == "jsd" and self.jsd_beta == 1.0):
@@ -119,15 +141,18 @@ class Variant:
         entropy regularised) or when there is no loss at all, and only with
         whole undiscounted returns (gamma = 1, no n-step truncation): a
         discounted or truncated return drops part of the score function's
-        credit. Anything else, including +V cond and mixtures, is not.
+        credit. An exact critic restores the whole return in expectation, so
+        its n-step truncation does not count; a learned critic's targets move
+        with its own table, so its updates are not. Anything else, including
+        +V cond and mixtures, is not.
         """
-        if self.v_cond:
+        if self.v_cond or self.critic == "learned":
             return False
         if not self.control.depends_on_student:
             return self.reward not in STUDENT_DEPENDENT_REWARDS
         if not self.control.is_pure_student:
             return False
-        if self.gamma != 1.0 or self.n_step is not None:
+        if self.gamma != 1.0 or self.truncated:
             return False
         if self.loss == "none":
             return self.reward in ("none", "teacher_logp", "teacher_v", "log_ratio")
@@ -136,6 +161,11 @@ class Variant:
         if self.reward == "teacher_logp_next":
             return self.loss == "reverse_cross_entropy"
         return False
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the expected return is cut after n_step steps (an exact critic restores the rest)."""
+        return self.n_step is not None and self.critic != "exact"
 
     @property
     def objective(self) -> str:
@@ -158,6 +188,8 @@ class Variant:
     def describe(self) -> str:
         """control / loss / reward with modifiers, for tables."""
         reward = self.reward + (" +R" if self.env_reward else "") + (" +Vcond" if self.v_cond else "")
+        if self.critic != "none":
+            reward += f" TD({self.n_step}) {self.critic} critic"
         return f"{self.control.describe()} / {self.loss} / {reward}"
 
     def with_(self, **changes: Any) -> Variant:
@@ -178,8 +210,18 @@ class Variant:
         return zlib.crc32(json.dumps(parts, sort_keys=True).encode())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, for JSON and configs."""
-        return asdict(self)
+        """Plain data, for JSON and configs.
+
+        Critic settings that change nothing are left out (no critic; the step
+        size of a critic that is not learned), so that a recipe's fingerprint
+        and cell ids do not depend on options it does not use.
+        """
+        data = asdict(self)
+        if self.critic != "learned":
+            data.pop("critic_lr")
+        if self.critic == "none":
+            data.pop("critic")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Variant:

@@ -4,6 +4,11 @@ For a trajectory drawn from the control policy (detached):
 
     L(theta) = sum_t [ -log pi_theta(a_t|s_t) * stopgrad(R_t) + l(pi_T(s_t), pi_theta(s_t)) ]
     R_t      = sum_{t <= i < t+n} gamma^(i-t) r_hat_i         (n = inf unless n_step is set)
+               + gamma^n V(s_{t+n})                           (with a critic, where step t+n happened)
+
+A learned critic adds the regression ``(stopgrad(R_t) - V(s_t))^2 / 2`` per
+step; how far its table moves is the trainer's choice (the tabular engine:
+``V(s) += critic_lr * mean over the visits of s of (R_t - V(s))``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ def returns_to_go(rhat: Tensor, gamma: float, n_step: int | None = None) -> Tens
     if gamma == 1.0 and n_step is None:
         return rhat.flip(-1).cumsum(-1).flip(-1)
     return rhat @ discount_matrix(rhat.shape[-1], gamma, n_step, rhat)
+
+
+def bootstrapped(ret: Tensor, values: Tensor, valid: Tensor, gamma: float, n_step: int) -> Tensor:
+    """``ret + gamma^n V(s_{t+n})`` ``[B, T]`` where step ``t + n`` happened; past the end the
+    state is terminal (or the episode was cut) and nothing is added."""
+    boot = torch.zeros_like(ret)
+    if n_step < ret.shape[-1]:
+        boot[..., :-n_step] = torch.where(valid, values, torch.zeros_like(values))[..., n_step:]
+    return ret + gamma**n_step * boot
 
 
 def masked_state_loss(
@@ -140,13 +154,16 @@ def surrogate(
     env_reward: Tensor | None = None,
     v_teacher: Tensor | None = None,
     v_student: Tensor | None = None,
+    v_critic: Tensor | None = None,
 ) -> Tensor:
     """Per-trajectory surrogate ``[B]`` for trajectories ``[B, T]`` (outputs ``[B, T, A]``).
 
     ``valid[b, t]`` marks the steps that happened; an episode occupies a
     prefix of its row, and the state after its last valid step is terminal
     (or cut off: then nothing past the cut is credited). ``teacher_out`` is
-    the teacher's raw outputs (logits or Q-values).
+    the teacher's raw outputs (logits or Q-values). ``v_critic`` ``[B, T]``
+    is the critic's value of each visited state, for variants with a critic;
+    a learned critic's values carry the gradient its table is trained by.
     """
     index, p = _pack(valid, student_out=student_out, teacher_out=teacher_out, actions=actions,
                      env_reward=env_reward, v_teacher=v_teacher, v_student=v_student)
@@ -157,7 +174,14 @@ def surrogate(
         variant, index, valid.shape, student_logp=logp_all.detach(), teacher_out=p["teacher_out"], actions=a,
         loss=loss.detach(), env_reward=p["env_reward"], v_teacher=p["v_teacher"],
     )
-    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()[index]
+    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()
+    if variant.critic != "none":
+        if v_critic is None:
+            raise ValueError(f"variant {variant.name or variant.describe()!r} needs the critic's values (v_critic)")
+        ret = bootstrapped(ret, v_critic.detach(), valid, variant.gamma, variant.n_step)
+    ret = ret[index]
     logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
     per_step = -logp * ret + loss
+    if variant.critic == "learned":
+        per_step = per_step + 0.5 * (ret - v_critic[index]) ** 2
     return per_step.new_zeros(valid.shape[0]).index_add(0, index[0], per_step)

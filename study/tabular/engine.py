@@ -146,6 +146,9 @@ def distill(
     """
     student = student or Student()
     plan.check(mdp.n_mdps, len(variants))
+    if config.mode == "exact":
+        for variant in variants:
+            exact.check_exact(variant)
     expected = (mdp.n_mdps, mdp.n_states, mdp.n_actions)
     if tuple(teacher_out.shape) != expected:
         raise MDPError(f"teacher_out has shape {tuple(teacher_out.shape)}; allowed: {expected} (one row per MDP)")
@@ -171,6 +174,12 @@ def distill(
     keys = instance_keys(ENGINE, plan.seed, plan.mdp_index, fingerprints)
     params = student.init(inst_mdp, keys, config.init_scale).requires_grad_()
     opt = (torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam)([params], lr=config.lr)
+    # learned critics: one value table per instance, moved by the TD update whatever the students' optimiser
+    critic = critic_rate = visits = None
+    if any(g.variant.critic == "learned" for g in groups):
+        critic = params.new_zeros(len(plan), mdp.n_states).requires_grad_()
+        critic_rate = params.new_tensor([v.critic_lr for v in variants])[plan.variant_index]
+        visits = torch.zeros_like(critic)
 
     table = step_table(inst_mdp) if config.mode == "sampled" else None
     steps: list[int] = []
@@ -199,9 +208,12 @@ def distill(
                 for g in groups
             )
         else:
-            loss = _sampled_loss(groups, inst_mdp, table, inst_teacher, logits, keys, it, config, lengths)
+            loss = _sampled_loss(groups, inst_mdp, table, inst_teacher, logits, keys, it, config, lengths,
+                                 critic, visits)
         loss.backward()
         opt.step()
+        if critic is not None and critic.grad is not None:
+            _td_step(critic, critic_rate, visits, config.episodes)
         if progress is not None:
             progress(it + 1)
     record(config.iterations)
@@ -210,7 +222,21 @@ def distill(
     curves = Curves(steps, stacked, plan, teacher_ret, uniform_ret, final_logits)
     if lengths:
         curves.extras["episode_length"] = torch.stack(lengths)
+    if critic is not None:  # [N, S]; zero for instances without a learned critic
+        curves.extras["critic"] = critic.detach()
     return curves
+
+
+def _td_step(critic: Tensor, rate: Tensor, visits: Tensor, episodes: int) -> None:
+    """``V(s) += rate * mean over this iteration's visits of s of (R_t - V(s))``.
+
+    The surrogate's regression gives ``-sum over visits (R_t - V(s)) / episodes``
+    as the gradient; averaging over the visits instead of summing them keeps a
+    state visited many times in one episode from overshooting its target.
+    """
+    with torch.no_grad():
+        critic -= rate.unsqueeze(-1) * critic.grad * episodes / visits.clamp(min=1)
+    critic.grad = None
 
 
 def _sampled_loss(
@@ -223,9 +249,17 @@ def _sampled_loss(
     iteration: int,
     config: TrainConfig,
     lengths: list[Tensor],
+    critic: Tensor | None = None,
+    visits: Tensor | None = None,
 ) -> Tensor:
-    """Roll out every instance under its control policy, then sum the group surrogates."""
+    """Roll out every instance under its control policy, then sum the group surrogates.
+
+    ``critic`` ``[N, S]`` holds the learned critics; ``visits`` is filled with how often each of their
+    states was visited in this iteration's episodes.
+    """
     n, s_count, a_count = logits.shape
+    if visits is not None:
+        visits.zero_()
     with torch.no_grad():
         control = torch.empty_like(logits)
         for g in groups:
@@ -243,14 +277,21 @@ def _sampled_loss(
         inst = ro.instance[rows]
         states = ro.states[rows]
         flat = inst.unsqueeze(-1) * s_count + states
-        v_t = v_s = None
+        local = torch.searchsorted(g.index, inst).unsqueeze(-1)
+        v_t = v_s = v_c = None
         if g.v_teacher is not None:
-            local = torch.searchsorted(g.index, inst)
-            v_t = g.v_teacher[local.unsqueeze(-1), states]
+            v_t = g.v_teacher[local, states]
             if g.variant.v_cond:
                 with torch.no_grad():
                     v_student = g.mdp.evaluate(softmax(logits[g.index].detach()), g.variant.gamma)
-                v_s = v_student[local.unsqueeze(-1), states]
+                v_s = v_student[local, states]
+        if g.variant.critic == "learned":
+            v_c = critic[inst.unsqueeze(-1), states]
+            visits.view(-1).index_add_(0, flat[ro.valid[rows]], torch.ones_like(v_c[ro.valid[rows]]))
+        elif g.variant.critic == "exact":
+            with torch.no_grad():
+                v_c = exact.critic_values(g.variant, g.mdp, g.teacher_out, logits[g.index].detach(),
+                                          iteration=iteration, v_teacher=g.v_teacher)[local, states]
         per_traj = surrogate(
             g.variant,
             student_out=flat_logits[flat],
@@ -260,6 +301,7 @@ def _sampled_loss(
             env_reward=ro.rewards[rows],
             v_teacher=v_t,
             v_student=v_s,
+            v_critic=v_c,
         )
         total = total + per_traj.sum() / config.episodes
     return total

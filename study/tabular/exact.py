@@ -33,7 +33,7 @@ def expected_returns(
 ) -> Tensor:
     """``Q_hat(s, a) = E_q[R_t | s_t = s, a_t = a]`` for expected pseudo-rewards ``rhat``."""
     gamma = variant.gamma
-    if variant.n_step is None:
+    if not variant.truncated:  # whole returns, or an exact critic's bootstrap (the same in expectation)
         v = mdp.evaluate(q, gamma, reward=rhat)
         return rhat + gamma * mdp.expect_next(v)
     qhat = torch.zeros_like(rhat)
@@ -85,6 +85,34 @@ def values_needed(variant: Variant) -> bool:
     return variant.reward == "teacher_v" or variant.v_cond
 
 
+def check_exact(variant: Variant) -> None:
+    """Expected updates have no samples to train a critic on."""
+    if variant.critic == "learned":
+        raise VariantError(f"variant {variant.name or variant.describe()!r}: a learned critic is trained on "
+                           "sampled steps, which exact mode does not draw; allowed: mode 'sampled', or "
+                           "critic 'exact' (its expected update is the same as with whole returns)")
+
+
+def _expected_data(
+    variant: Variant, mdp: TabularMDP, teacher_out: Tensor, control_out: Tensor, iteration: int,
+    v_teacher: Tensor | None,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """What the surrogate holds fixed: the control policy, V_theta (+V cond) and ``E[r_hat | s, a]``."""
+    q = control_probs(variant, teacher_out, control_out, iteration)
+    v_student = mdp.evaluate(softmax(control_out), variant.gamma) if variant.v_cond else None
+    return q, v_student, expected_pseudo_reward(variant, mdp, teacher_out, control_out, q, v_teacher, v_student)
+
+
+def critic_values(
+    variant: Variant, mdp: TabularMDP, teacher_out: Tensor, control_out: Tensor, *, iteration: int = 0,
+    v_teacher: Tensor | None = None,
+) -> Tensor:
+    """The exact critic ``[N, S]``: the value of the expected pseudo-reward under the control policy
+    (also what a learned critic is trained towards)."""
+    q, _, rhat = _expected_data(variant, mdp, teacher_out, control_out, iteration, v_teacher)
+    return mdp.evaluate(q, variant.gamma, reward=rhat)
+
+
 def expected_surrogate(
     variant: Variant,
     mdp: TabularMDP,
@@ -100,11 +128,10 @@ def expected_surrogate(
     ``control_out`` defaults to ``student_out.detach()``. ``v_teacher`` is
     ``V_T`` ``[N, S]`` (needed by the teacher V reward and +V cond).
     """
+    check_exact(variant)
     ctrl = student_out.detach() if control_out is None else control_out
-    q = control_probs(variant, teacher_out, ctrl, iteration)
-    v_student = mdp.evaluate(softmax(ctrl), variant.gamma) if variant.v_cond else None
+    q, v_student, rhat = _expected_data(variant, mdp, teacher_out, ctrl, iteration, v_teacher)
     occupancy = mdp.occupancy(q)
-    rhat = expected_pseudo_reward(variant, mdp, teacher_out, ctrl, q, v_teacher, v_student)
     qhat = expected_returns(variant, mdp, q, rhat)
     loss = masked_state_loss(variant, student_out, teacher_out, v_teacher, v_student)
     logp = student_log_probs(student_out)
