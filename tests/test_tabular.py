@@ -748,3 +748,29 @@ def test_occupancy_and_return_from_one_factorisation_equal_the_separate_solves()
     occ, ret = mdp.occupancy_and_return(policy)
     torch.testing.assert_close(occ, mdp.occupancy(policy), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ret, mdp.episode_return(policy), rtol=1e-10, atol=1e-12)
+
+
+def test_solves_by_slices_of_the_batch_equal_one_solve(monkeypatch):
+    """A batch too big for SOLVE_ENTRIES is solved slice by slice: the same numbers, and the same gradients
+    to float32 rounding."""
+    import study.tabular.mdp as mdp_module
+
+    mdp = generators.gridworld(5, size=6, noise=0.2, seed=3)  # float32, as studies run
+    logits = torch.randn(5, mdp.n_states, mdp.n_actions, generator=torch.Generator().manual_seed(1),
+                         requires_grad=True)
+    reward = torch.randn(5, mdp.n_states, mdp.n_actions, generator=torch.Generator().manual_seed(2))
+
+    def everything() -> list[torch.Tensor]:
+        policy = torch.softmax(logits, -1)
+        out = [mdp.occupancy(policy), mdp.evaluate(policy, 0.9), mdp.evaluate(policy, reward=reward),
+               *mdp.occupancy_and_return(policy)]
+        (grad,) = torch.autograd.grad(sum(o.sum() for o in out), logits)
+        return [*out, grad]
+
+    whole = everything()
+    monkeypatch.setattr(mdp_module, "SOLVE_ENTRIES", 2 * mdp.n_states**2)  # slices of 2, 2 and 1 MDPs
+    sliced = everything()
+    for a, b in zip(whole[:-1], sliced[:-1], strict=True):
+        assert a.shape == b.shape and torch.equal(a, b)
+    # the backward solves differ from the batched ones by float32 rounding at most
+    torch.testing.assert_close(whole[-1], sliced[-1], rtol=5e-5, atol=5e-5)

@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
+
+# the most float64 numbers the dense [S, S] systems of one batch slice may hold (512 MiB)
+SOLVE_ENTRIES = 2**26
 
 
 class MDPError(ValueError):
@@ -227,14 +232,12 @@ class TabularMDP:
 
     def occupancy(self, policy: Tensor) -> Tensor:
         """Expected visits per state in one episode, ``d = mu (I - P_pi)^-1``, ``[N, S]``."""
-        p = self.policy_matrix(policy)
-        return _solve(p.transpose(1, 2), self.start, 1.0)
+        return self._by_chunks(lambda m, pi: _solve(m.policy_matrix(pi).transpose(1, 2), m.start, 1.0), policy)
 
     def evaluate(self, policy: Tensor, gamma: float = 1.0, reward: Tensor | None = None) -> Tensor:
         """``V^pi(s)`` of an expected per-(s, a) reward (default: the MDP's), ``[N, S]``."""
-        r = self.expected_reward() if reward is None else reward
-        p = self.policy_matrix(policy)
-        return _solve(p, (policy * r).sum(-1), gamma)
+        r = self.expected_reward() if reward is None else reward.expand_as(policy)
+        return self._by_chunks(lambda m, pi, rr: _solve(m.policy_matrix(pi), (pi * rr).sum(-1), gamma), policy, r)
 
     def episode_return(self, policy: Tensor, gamma: float = 1.0) -> Tensor:
         """Expected return from the start distribution, ``[N]``."""
@@ -243,13 +246,36 @@ class TabularMDP:
     def occupancy_and_return(self, policy: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`occupancy` and :meth:`episode_return` (gamma 1) from one factorisation of
         ``I - P_pi``: evaluating students needs both, and the factorisation is most of the cost."""
-        lu, pivots = torch.linalg.lu_factor(_system(self.policy_matrix(policy), 1.0))
-        rhs = torch.stack([self.start.to(torch.float64), (policy * self.expected_reward()).sum(-1).to(torch.float64)],
-                          -1)
-        occ = torch.linalg.lu_solve(lu, pivots, rhs[..., :1], adjoint=True).squeeze(-1)
-        values = torch.linalg.lu_solve(lu, pivots, rhs[..., 1:]).squeeze(-1)
-        dtype = torch.promote_types(policy.dtype, self.dtype)
-        return occ.to(dtype), (self.start * values).sum(-1).to(dtype)
+
+        def both(m: TabularMDP, pi: Tensor) -> tuple[Tensor, Tensor]:
+            lu, pivots = torch.linalg.lu_factor(_system(m.policy_matrix(pi), 1.0))
+            rhs = torch.stack([m.start.to(torch.float64), (pi * m.expected_reward()).sum(-1).to(torch.float64)], -1)
+            occ = torch.linalg.lu_solve(lu, pivots, rhs[..., :1], adjoint=True).squeeze(-1)
+            values = torch.linalg.lu_solve(lu, pivots, rhs[..., 1:]).squeeze(-1)
+            dtype = torch.promote_types(pi.dtype, m.dtype)
+            return occ.to(dtype), (m.start * values).sum(-1).to(dtype)
+
+        return self._by_chunks(both, policy)
+
+    def _by_chunks(self, solve: Callable[..., Any], *per_mdp: Tensor) -> Any:
+        """``solve(mdps, *tensors)`` over slices of the batch, so that the dense ``[S, S]`` systems of one
+        slice hold at most SOLVE_ENTRIES numbers: a thousand 20x20 grid worlds would need gigabytes at once.
+        Each MDP's system is solved on its own numbers whatever the slice (see :func:`_solve`)."""
+        size = max(1, SOLVE_ENTRIES // self.n_states**2)
+        if self.n_mdps <= size:
+            return solve(self, *per_mdp)
+        parts = [solve(self._rows(i, i + size), *(t[i:i + size] for t in per_mdp))
+                 for i in range(0, self.n_mdps, size)]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+        return torch.cat(parts)
+
+    def _rows(self, start: int, stop: int) -> TabularMDP:
+        """The MDPs ``start:stop`` as views (no copy)."""
+        cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
+        return replace(self, succ=cut(self.succ), prob=cut(self.prob), reward=cut(self.reward),
+                       terminal=cut(self.terminal), start=cut(self.start), absorb=cut(self.absorb),
+                       features=cut(self.features))
 
     def uniform_states(self) -> Tensor:
         """Uniform weights over the non-terminal states, ``[N, S]``."""
