@@ -441,7 +441,7 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
     where_point = f"{where}: cell {canonical_json(point)}"
     resolved: dict[str, Any] = {k: v for k, v in point.items() if KEY_SECTION[k] == "variant"}
     try:
-        build_variant(resolved)
+        variant = build_variant(resolved)
     except VariantError as exc:
         raise StudyError(f"{where_point}: {exc}") from None
     for section, model in TIERS[tier].items():
@@ -463,7 +463,7 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
 
     try:
         if resolved["mode"] == "exact":
-            check_exact(build_variant(resolved))
+            check_exact(variant)
         build_mdp({**resolved, "mdps": 1})
     except (MDPError, VariantError) as exc:
         raise StudyError(f"{where_point}: {exc}") from None

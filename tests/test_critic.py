@@ -32,7 +32,7 @@ DT = torch.float64
         ({"critic": ["exact"], "n_step": 1}, ["unknown critic", "allowed"]),
         ({"critic": "learned", "n_step": 1, "critic_lr": 0.0}, ["critic_lr", "allowed"]),
         ({"critic": "learned", "n_step": 1, "critic_lr": 1.5}, ["critic_lr", "allowed"]),
-        ({"critic": "learned", "n_step": 1, "critic_lr": "fast"}, ["critic_lr", "not a number"]),
+        ({"critic": "learned", "n_step": 1, "critic_lr": "fast"}, ["critic_lr", "not a number", "allowed"]),
     ],
 )
 def test_bad_critics_are_refused_with_what_is_allowed(kwargs, words):
@@ -64,6 +64,9 @@ def test_gradient_field_counts_an_exact_critic_as_the_whole_return():
     assert not n_distill.with_(n_step=1).gradient_field
     assert n_distill.with_(n_step=1, critic="exact").gradient_field
     assert not n_distill.with_(n_step=1, critic="learned").gradient_field
+    # under fixed control neither the data nor the critic move with the student
+    fixed = Variant(control=Control(kind="teacher"), env_reward=True, n_step=1, critic="learned")
+    assert fixed.gradient_field and fixed.objective.startswith("E_q")
 
 
 def _one_episode(critic: str, values: list[float]):
@@ -124,9 +127,8 @@ def test_a_learned_critic_converges_to_the_exact_values_on_fixed_data(grid):
     visited = occupancy > 0.05
     assert visited.sum() > 20 and target[visited].abs().max() > 1.0
     error = (learned - target)[visited].abs()
+    # (a critic that had not learned, zero everywhere, would be off by the whole mean)
     assert error.mean() < 0.1 * target[visited].abs().mean(), (error.mean(), target[visited].abs().mean())
-    # and a critic that is not trained stays far from it (the check has power)
-    assert target[visited].abs().mean() > 5 * error.mean()
 
 
 def test_critic_cells_are_the_same_alone_and_in_a_batch(grid):

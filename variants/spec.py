@@ -26,6 +26,10 @@ CRITICS: dict[str, str] = {
              "(tabular only)",
 }
 
+# the variant's real-valued fields and their ranges (checked in full below)
+NUMBER_RANGES = {"tau": "tau >= 0", "jsd_beta": "0 <= jsd_beta <= 1", "gamma": "0 < gamma <= 1",
+                 "critic_lr": "0 < critic_lr <= 1"}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -56,7 +60,7 @@ class Variant:
 
     def __post_init__(self) -> None:
         self._check_values()
-        for name in ("tau", "jsd_beta", "gamma", "critic_lr"):  # 1 and 1.0 are one variant
+        for name in NUMBER_RANGES:  # 1 and 1.0 are one variant
             object.__setattr__(self, name, float(getattr(self, name)))
         self._check_meaning()
 
@@ -70,10 +74,10 @@ class Variant:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise VariantError(f"{name}: {value!r} is not a boolean; allowed: true or false")
-        for name in ("tau", "jsd_beta", "gamma", "critic_lr"):
+        for name, allowed in NUMBER_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise VariantError(f"{name}: {value!r} is not a number")
+                raise VariantError(f"{name}: {value!r} is not a number; allowed: a number with {allowed}")
         if self.n_step is not None and (isinstance(self.n_step, bool) or not isinstance(self.n_step, int)):
             raise VariantError(f"n_step: {self.n_step!r} is not a whole number; allowed: an integer >= 1 or none")
         if not isinstance(self.name, str):
@@ -142,14 +146,18 @@ class Variant:
         whole undiscounted returns (gamma = 1, no n-step truncation): a
         discounted or truncated return drops part of the score function's
         credit. An exact critic restores the whole return in expectation, so
-        its n-step truncation does not count; a learned critic's targets move
-        with its own table, so its updates are not. Anything else, including
-        +V cond and mixtures, is not.
+        its n-step truncation does not count; a learned critic's values are
+        not those of the student's policy, so under student control its
+        updates are not (under fixed control the critic, like the data, does
+        not move with the student). Anything else, including +V cond and
+        mixtures, is not.
         """
-        if self.v_cond or self.critic == "learned":
+        if self.v_cond:
             return False
         if not self.control.depends_on_student:
             return self.reward not in STUDENT_DEPENDENT_REWARDS
+        if self.critic == "learned":
+            return False
         if not self.control.is_pure_student:
             return False
         if self.gamma != 1.0 or self.truncated:
@@ -189,7 +197,8 @@ class Variant:
         """control / loss / reward with modifiers, for tables."""
         reward = self.reward + (" +R" if self.env_reward else "") + (" +Vcond" if self.v_cond else "")
         if self.critic != "none":
-            reward += f" TD({self.n_step}) {self.critic} critic"
+            reward += f" TD({self.n_step}) {self.critic} critic" + (
+                f" (lr {self.critic_lr:g})" if self.critic == "learned" else "")
         return f"{self.control.describe()} / {self.loss} / {reward}"
 
     def with_(self, **changes: Any) -> Variant:

@@ -23,8 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-# the most float64 numbers the dense [S, S] systems of one batch slice may hold (512 MiB)
+# the most numbers the dense [S, S] systems of one batch slice may hold: 512 MiB in float64 (the solve's
+# working copies take a few times that)
 SOLVE_ENTRIES = 2**26
+# the tensors with one row per MDP, and those of them that are floating point
+PER_MDP_FIELDS = ("succ", "prob", "reward", "terminal", "start", "absorb", "features")
+FLOAT_FIELDS = ("prob", "reward", "start", "absorb", "features")
 
 
 class MDPError(ValueError):
@@ -184,23 +188,19 @@ class TabularMDP:
 
     def select(self, index: Tensor) -> TabularMDP:
         """The MDPs at ``index`` (repeats allowed: one copy per seed or variant)."""
-        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
-        return replace(
-            self,
-            succ=pick(self.succ),
-            prob=pick(self.prob),
-            reward=pick(self.reward),
-            terminal=pick(self.terminal),
-            start=pick(self.start),
-            absorb=pick(self.absorb),
-            features=pick(self.features),
-        )
+        return self._map(lambda t: t.index_select(0, index))
 
     def to(self, dtype: torch.dtype) -> TabularMDP:
         """Floating tensors cast to ``dtype`` (float64 for exact checks)."""
-        cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-        return replace(self, prob=cast(self.prob), reward=cast(self.reward), start=cast(self.start),
-                       absorb=cast(self.absorb), features=cast(self.features))
+        return self._map(lambda t: t.to(dtype), FLOAT_FIELDS)
+
+    def _rows(self, start: int, stop: int) -> TabularMDP:
+        """The MDPs ``start:stop`` as views (no copy)."""
+        return self._map(lambda t: t[start:stop])
+
+    def _map(self, fn: Callable[[Tensor], Tensor], fields: tuple[str, ...] = PER_MDP_FIELDS) -> TabularMDP:
+        """A copy with ``fn`` applied to the per-MDP tensors named in ``fields`` (absent ones stay absent)."""
+        return replace(self, **{f: None if getattr(self, f) is None else fn(getattr(self, f)) for f in fields})
 
     # ---- exact quantities --------------------------------------------------------
 
@@ -261,6 +261,10 @@ class TabularMDP:
         """``solve(mdps, *tensors)`` over slices of the batch, so that the dense ``[S, S]`` systems of one
         slice hold at most SOLVE_ENTRIES numbers: a thousand 20x20 grid worlds would need gigabytes at once.
         Each MDP's system is solved on its own numbers whatever the slice (see :func:`_solve`)."""
+        for t in per_mdp:
+            if t.shape[0] != self.n_mdps:
+                raise MDPError(f"a per-MDP tensor has shape {tuple(t.shape)}; allowed: one row per MDP "
+                               f"({self.n_mdps} rows)")
         size = max(1, SOLVE_ENTRIES // self.n_states**2)
         if self.n_mdps <= size:
             return solve(self, *per_mdp)
@@ -269,13 +273,6 @@ class TabularMDP:
         if isinstance(parts[0], tuple):
             return tuple(torch.cat(column) for column in zip(*parts, strict=True))
         return torch.cat(parts)
-
-    def _rows(self, start: int, stop: int) -> TabularMDP:
-        """The MDPs ``start:stop`` as views (no copy)."""
-        cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
-        return replace(self, succ=cut(self.succ), prob=cut(self.prob), reward=cut(self.reward),
-                       terminal=cut(self.terminal), start=cut(self.start), absorb=cut(self.absorb),
-                       features=cut(self.features))
 
     def uniform_states(self) -> Tensor:
         """Uniform weights over the non-terminal states, ``[N, S]``."""
