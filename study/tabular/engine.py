@@ -277,8 +277,9 @@ def _sampled_loss(
         inst = ro.instance[rows]
         states = ro.states[rows]
         flat = inst.unsqueeze(-1) * s_count + states
-        local = torch.searchsorted(g.index, inst).unsqueeze(-1)
         v_t = v_s = v_c = None
+        if g.v_teacher is not None or g.variant.critic == "exact":  # rows of the group's own tables
+            local = torch.searchsorted(g.index, inst).unsqueeze(-1)
         if g.v_teacher is not None:
             v_t = g.v_teacher[local, states]
             if g.variant.v_cond:
