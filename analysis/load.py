@@ -114,7 +114,7 @@ def load_results(root: Path) -> Results:
     """Read a results folder written by ``distill grid run`` (finished or not)."""
     root = Path(root)
     study = _study(root)
-    from study.grid import KEY_SECTION
+    from study.spec.grid import KEY_SECTION
 
     rows = []
     errors: dict[str, str] = {}
@@ -156,7 +156,7 @@ def load_results(root: Path) -> Results:
 
 
 def _study(root: Path) -> Any:
-    from study.grid import StudyError, parse_study
+    from study.spec.grid import StudyError, parse_study
 
     if not root.is_dir():
         raise AnalysisError(f"{root}: no such folder; allowed: a study results folder written by "

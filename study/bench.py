@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 import variants as V
-from study.envs import EnvSpec
+from study.network.envs import EnvSpec
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
@@ -143,8 +143,8 @@ def bench_grid(empty_cells: int = 200) -> GridBench:
     import tempfile
     from pathlib import Path
 
-    from study.grid import parse_study
-    from study.runner import run_study
+    from study.run.runner import run_study
+    from study.spec.grid import parse_study
 
     if empty_cells < 1:
         raise MDPError(f"empty_cells: {empty_cells} is out of range; allowed: empty_cells >= 1")
@@ -238,9 +238,9 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
     PPO is timed in ``learn`` with its first rollout, which favours it slightly)."""
     import numpy as np
 
-    from study.envs import VecEnv
-    from study.nets import Net, parameters, width_for_fraction
-    from study.rl.common import pick_device
+    from study.network.envs import VecEnv
+    from study.network.nets import Net, parameters, width_for_fraction
+    from study.network.rl.common import pick_device
 
     threads = threads or _cpu_count()
     torch.set_num_threads(threads)
@@ -270,9 +270,9 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
 def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device: str, precision: str) -> float:
     """The loop with a Nature CNN teacher (random weights: speed does not depend on them) acting with
     epsilon 0.05 and the student learning with Rusu's KL from replay."""
-    from study.loop import LoopConfig, distill_network
-    from study.nets import Net
-    from study.teacher import Teacher, TeacherMeta
+    from study.network.loop import LoopConfig, distill_network
+    from study.network.nets import Net
+    from study.network.teacher import Teacher, TeacherMeta
 
     torch.manual_seed(0)
     teacher = Teacher(Net("nature", (4, 84, 84), 6), TeacherMeta(env=spec.to_dict(), obs_shape=[4, 84, 84],
@@ -288,7 +288,7 @@ def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device:
 
 
 def _ppo_fps(spec: EnvSpec, num_envs: int, steps: int, dev: torch.device, precision: str) -> float:
-    from study.rl.ppo import PPOConfig, train_ppo
+    from study.network.rl.ppo import PPOConfig, train_ppo
 
     marks: list[tuple[int, float]] = []
     train_ppo(spec, steps, PPOConfig(num_envs=num_envs, precision=precision), seed=0, device=dev, resume=None,

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from analysis.analyze import Options, analyze
 from analysis.load import AnalysisError, load_results
 from study.cli import app
-from study.grid import parse_study
-from study.runner import run_study
+from study.run.runner import run_study
+from study.spec.grid import parse_study
 
 SMALL = """
 name = "small"
@@ -37,7 +37,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> tuple[Path, str, str]:
     """A study with one failed cell (it raises) and one missing cell (its folder removed)."""
-    import study.cells as cells_module
+    import study.run.tabular as cells_module
 
     root = tmp_path_factory.mktemp("analysis") / "small"
     study = parse_study(SMALL)

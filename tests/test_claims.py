@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from study.claims import CLAIMS, run_claims, toy_trajectory
+from study.tabular.claims import CLAIMS, run_claims, toy_trajectory
 
 
 @pytest.fixture(scope="module")

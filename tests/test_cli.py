@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.demo import demo_study
+from study.cli.demo import demo_study
 
 DEMO_VARIANTS = tuple(demo_study().spec.factors["variant"])
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import variants as V
 from study.cli import app
-from study.grid import parse_study
+from study.spec.grid import parse_study
 from study.tabular import exact
 from study.tabular import generators as gen
 from study.tabular import teachers as T
@@ -173,7 +173,7 @@ def test_a_study_with_a_learned_critic_in_exact_mode_exits_2_and_writes_nothing(
 
 
 def test_network_students_refuse_a_critic():
-    from study.loop import check_variant
+    from study.network.loop import check_variant
 
     with pytest.raises(VariantError, match=r"critic 'exact'.*allowed here: critic 'none'"):
         check_variant(V.variant("on_policy_distill_r", n_step=1, critic="exact"))
@@ -181,7 +181,7 @@ def test_network_students_refuse_a_critic():
 
 def test_arm_labels_show_whole_numbers_as_the_study_wrote_them(tmp_path):
     from analysis.load import load_results
-    from study.runner import run_study
+    from study.run.runner import run_study
 
     study = parse_study('name = "labels"\nseeds = 1\n[fixed]\nsize = 5\nmdps = 1\niterations = 2\neval_every = 1\n'
                         'max_steps = 20\n[factors]\nvariant = ["on_policy_distill_r", "no_teacher"]\n[[include]]\n'

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.grid import StudyError, builtin_studies, load_study, parse_study
+from study.spec.grid import StudyError, builtin_studies, load_study, parse_study
 
 BASE = """
 name = "t"
@@ -185,7 +185,7 @@ def test_every_builtin_study_validates_with_the_committed_teachers():
 def test_a_replaced_file_gets_a_new_digest_even_with_its_old_times(tmp_path):
     import os
 
-    from study.grid import file_digest
+    from study.spec.grid import file_digest
 
     path = tmp_path / "t.pt"
     path.write_bytes(b"a" * 100)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import variants as V
-from study.envs import EnvSpec, VecEnv
-from study.loop import LoopConfig, distill_network, segments, uses_replay
-from study.nets import Net
-from study.teacher import Teacher, TeacherMeta
+from study.network.envs import EnvSpec, VecEnv
+from study.network.loop import LoopConfig, distill_network, segments, uses_replay
+from study.network.nets import Net
+from study.network.teacher import Teacher, TeacherMeta
 
 
 def random_teacher(spec: EnvSpec, arch: str, seed: int = 1) -> Teacher:
@@ -88,7 +88,7 @@ def test_a_distillation_smoke_run_on_pong():
 def test_a_pong_loop_gives_the_student_of_doing_things_in_turn(name, monkeypatch):
     """Atari envs step in two groups while the networks act, and replayed updates run in a worker thread
     during the next rollout: the student is bit for bit the one of running the updates in place."""
-    import study.loop as loop
+    import study.network.loop as loop
 
     spec = EnvSpec("atari", "pong", frame_cap=400)
     teacher = random_teacher(spec, "nature")
@@ -105,7 +105,7 @@ def test_a_pong_loop_gives_the_student_of_doing_things_in_turn(name, monkeypatch
 
 
 def test_a_failing_update_is_raised_and_leaves_no_worker():
-    from study.loop import Updates
+    from study.network.loop import Updates
 
     updates = Updates(background=True)
     updates.submit(lambda: 1 / 0)
@@ -126,9 +126,9 @@ def test_plus_v_cond_is_refused_with_the_reason():
 
 def test_a_minatar_study_runs_through_the_grid_and_the_analysis(tmp_path):
     from analysis.analyze import Options, analyze
-    from study.grid import parse_study
-    from study.runner import run_study
-    from study.teacher import save_teacher
+    from study.network.teacher import save_teacher
+    from study.run.runner import run_study
+    from study.spec.grid import parse_study
 
     spec = EnvSpec("minatar", "breakout")
     teacher = random_teacher(spec, "minatar")
@@ -167,7 +167,7 @@ student_fraction = 0.25
 
 
 def test_one_multitask_student_learns_two_games_from_their_teachers():
-    from study.loop import distill_multitask
+    from study.network.loop import distill_multitask
 
     games = {}
     for game in ("breakout", "space_invaders"):  # 4 and 6 observation channels: per-game input layers
@@ -183,9 +183,9 @@ def test_one_multitask_student_learns_two_games_from_their_teachers():
 def test_a_multitask_cell_reports_each_game_under_its_own_task(tmp_path, monkeypatch):
     from analysis.analyze import Options, analyze
     from analysis.load import load_results
-    from study.grid import parse_study
-    from study.runner import run_study
-    from study.teacher import save_teacher
+    from study.network.teacher import save_teacher
+    from study.run.runner import run_study
+    from study.spec.grid import parse_study
 
     monkeypatch.chdir(tmp_path)  # teachers at their default paths, results/teachers/minatar-<game>.pt
     for game in ("breakout", "space_invaders"):
@@ -222,9 +222,9 @@ games = "breakout+space_invaders"
 
 
 def test_online_distillation_follows_a_teacher_that_is_still_learning(tmp_path):
-    from study.grid import parse_study
-    from study.netcell import run_network_cell
-    from study.teacher import save_teacher
+    from study.network.teacher import save_teacher
+    from study.run.network import run_network_cell
+    from study.spec.grid import parse_study
 
     spec = EnvSpec("minatar", "breakout")
     t = random_teacher(spec, "minatar")

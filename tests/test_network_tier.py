@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.envs import MINATAR_GAMES, EnvError, EnvSpec, VecEnv
-from study.nets import MultiTaskNet, Net, parameters, width_for_fraction
-from study.teacher import Teacher, TeacherError, TeacherMeta, save_teacher
+from study.network.envs import MINATAR_GAMES, EnvError, EnvSpec, VecEnv
+from study.network.nets import MultiTaskNet, Net, parameters, width_for_fraction
+from study.network.teacher import Teacher, TeacherError, TeacherMeta, save_teacher
 
 
 @pytest.mark.parametrize("game", list(MINATAR_GAMES))
@@ -52,7 +52,7 @@ def test_same_seed_same_episodes_even_with_sticky_actions(tier, game, steps):
 def test_atari_env_groups_step_like_one_vector_env():
     """The loop's groups (env i seeded seed + i, as in one vector env) stepped in turn with send / recv
     give exactly one vector env's observations, rewards and ends."""
-    from study.loop import env_groups
+    from study.network.loop import env_groups
 
     spec = EnvSpec("atari", "pong", frame_cap=200)
     whole, groups = VecEnv(spec, 3, seed=4), env_groups(spec, 3, seed=4)
@@ -73,7 +73,7 @@ def test_atari_env_groups_step_like_one_vector_env():
 
 
 def test_bf16_trunks_compute_close_to_fp32_and_return_fp32():
-    from study.nets import set_precision
+    from study.network.nets import set_precision
 
     torch.manual_seed(0)
     net = Net("nature", (4, 84, 84), 6)

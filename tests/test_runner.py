@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.grid import StudyError, parse_study
-from study.runner import run_study
+from study.run.runner import run_study
+from study.spec.grid import StudyError, parse_study
 from study.store import Store
 
 TINY = """
@@ -100,7 +100,7 @@ def test_another_study_in_the_same_folder_is_refused(tmp_path):
 
 
 def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
-    import study.cells as cells_module
+    import study.run.tabular as cells_module
 
     real = cells_module.run_cells
     study = parse_study(TINY)

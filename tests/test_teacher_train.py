@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.envs import EnvSpec
-from study.rl.common import pick_device
-from study.rl.train import parse_env, paths, train_teacher
-from study.teacher import Teacher, TeacherError
+from study.network.envs import EnvSpec
+from study.network.rl.common import pick_device
+from study.network.rl.train import parse_env, paths, train_teacher
+from study.network.teacher import Teacher, TeacherError
 
 runner = CliRunner()
 SPEC = EnvSpec("minatar", "breakout")
@@ -124,10 +124,10 @@ def test_settings_that_cannot_train_are_refused(tmp_path):
 
 
 def test_ppo_minibatches_of_uneven_size_stay_finite():
-    from study.rl.ppo import PPOConfig, _update
+    from study.network.rl.ppo import PPOConfig, _update
 
     torch.manual_seed(0)
-    from study.nets import Net
+    from study.network.nets import Net
 
     net = Net("minatar", (4, 10, 10), 3, value_head=True)
     opt = torch.optim.Adam(net.parameters())
@@ -139,8 +139,8 @@ def test_ppo_minibatches_of_uneven_size_stay_finite():
 
 def test_ppo_starts_from_the_reference_initialisation():
     """Orthogonal weights (rows orthonormal up to the gain) and a near-uniform first policy."""
-    from study.nets import Net
-    from study.rl.ppo import init_ppo
+    from study.network.nets import Net
+    from study.network.rl.ppo import init_ppo
 
     torch.manual_seed(0)
     net = init_ppo(Net("nature", (4, 84, 84), 6, value_head=True)).requires_grad_(False)

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from study.envs import EnvSpec
-from study.nets import Net
-from study.output import write_torch
+from study.network.envs import EnvSpec
+from study.network.nets import Net
+from study.store.format import write_torch
 from variants.policy import teacher_log_probs
 
 FORMAT = "distill-teacher/1"

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from study.envs import EnvSpec, VecEnv
-from study.nets import Net, check_precision, set_precision
-from study.rl.common import Curve, restore_rng, resumed_seed, rng_state, seed_everything
+from study.network.envs import EnvSpec, VecEnv
+from study.network.nets import Net, check_precision, set_precision
+from study.network.rl.common import Curve, restore_rng, resumed_seed, rng_state, seed_everything
 
 
 @dataclass
@@ -34,7 +34,7 @@ class PPOConfig:
     value_coef: float = 0.5
     max_grad_norm: float = 0.5
     width: float = 1.0
-    precision: str = "fp32"  # or "bf16" mixed precision (study.nets.PRECISIONS)
+    precision: str = "fp32"  # or "bf16" mixed precision (study.network.nets.PRECISIONS)
 
     @classmethod
     def for_tier(cls, tier: str) -> PPOConfig:

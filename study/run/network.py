@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from study.envs import EnvSpec
-from study.grid import Cell, file_digest
-from study.loop import LoopConfig, distill_multitask, distill_network
-from study.nets import width_for_fraction
-from study.rl.common import act_greedy, evaluate, pick_device
-from study.rl.dqn import DQNConfig, DQNLearner
-from study.teacher import Teacher
+from study.network.envs import EnvSpec
+from study.network.loop import LoopConfig, distill_multitask, distill_network
+from study.network.nets import width_for_fraction
+from study.network.rl.common import act_greedy, evaluate, pick_device
+from study.network.rl.dqn import DQNConfig, DQNLearner
+from study.network.teacher import Teacher
+from study.spec.grid import Cell, file_digest
 
 LOOP_KEYS = ("iterations", "num_envs", "rollout", "replay", "batch", "updates", "lr", "optimizer", "eval_every",
              "eval_episodes", "eval_epsilon", "precision")
@@ -51,7 +51,7 @@ def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopConfig, online_step
     its exploration decays over the steps it will take in this cell."""
     config = DQNConfig.for_tier(spec.tier)
     for key, value in (trained.meta.extra.get("config") or {}).items():
-        if hasattr(config, key) and key != "precision":  # a teacher computes in fp32 (study.loop.LoopConfig)
+        if hasattr(config, key) and key != "precision":  # a teacher computes in fp32 (study.network.loop.LoopConfig)
             setattr(config, key, value)
     horizon = online_steps * config.num_envs * cfg.iterations
     return DQNLearner(spec, config, seed=seed + 15_485_863, device=pick_device(device), horizon=horizon)

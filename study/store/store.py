@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 
-from study.grid import Cell, Study, StudyError, canonical_json
-from study.output import write_text
+from study.spec.grid import Cell, Study, StudyError, canonical_json
+from study.store.format import write_text
 
 TMP_PREFIX = ".tmp-"
 RUNNING_PREFIX = ".running-"
@@ -66,7 +66,7 @@ class Store:
         fingerprint = study_fingerprint(study)
         if not marker.exists() and (root / "study.toml").is_file():
             # a run killed between writing the two files: adopt the folder if it is this study
-            from study.grid import parse_study
+            from study.spec.grid import parse_study
 
             try:
                 if study_fingerprint(parse_study((root / "study.toml").read_text())) == fingerprint:
@@ -255,7 +255,7 @@ def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
 @functools.cache
 def _git(*args: str) -> str | None:
     try:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
         return done.stdout.strip() if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from study.envs import EnvSpec, VecEnv
+from study.network.envs import EnvSpec, VecEnv
 
 
 class DeviceError(ValueError):

@@ -1,7 +1,7 @@
 """`distill teacher train` and `distill teacher eval`: train a DQN or PPO teacher with periodic checkpoints
 that `--resume` continues from, then evaluate it and write the teacher file with its learning curve.
 
-    PATH            the teacher file (weights and metadata; see study.teacher)
+    PATH            the teacher file (weights and metadata; see study.network.teacher)
     PATH.ckpt       the training checkpoint (network, optimiser, replay memory, curve, random state)
     PATH.curve.csv  unclipped score of every finished training episode, by agent step
 """
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from study.envs import MINATAR_GAMES, EnvError, EnvSpec
-from study.nets import set_precision
-from study.output import write_torch
-from study.rl.common import act_greedy, act_sample, evaluate, pick_device
-from study.rl.dqn import DQNConfig, train_dqn
-from study.rl.ppo import PPOConfig, train_ppo
-from study.teacher import Teacher, TeacherError, TeacherMeta, read_teacher, save_teacher
+from study.network.envs import MINATAR_GAMES, EnvError, EnvSpec
+from study.network.nets import set_precision
+from study.network.rl.common import act_greedy, act_sample, evaluate, pick_device
+from study.network.rl.dqn import DQNConfig, train_dqn
+from study.network.rl.ppo import PPOConfig, train_ppo
+from study.network.teacher import Teacher, TeacherError, TeacherMeta, read_teacher, save_teacher
+from study.store.format import write_torch
 
 TRAINERS = {"dqn": (DQNConfig, train_dqn), "ppo": (PPOConfig, train_ppo)}
 

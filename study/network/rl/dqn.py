@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study.envs import EnvSpec, VecEnv
-from study.nets import Net, check_precision, set_precision
-from study.rl.common import Curve, act_greedy, restore_rng, resumed_seed, rng_state, seed_everything
+from study.network.envs import EnvSpec, VecEnv
+from study.network.nets import Net, check_precision, set_precision
+from study.network.rl.common import Curve, act_greedy, restore_rng, resumed_seed, rng_state, seed_everything
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DQNConfig:
     learn_start: int = 5_000  # transitions before the first update
     updates_per_step: int = 1  # per vector step (num_envs transitions)
     width: float = 1.0
-    precision: str = "fp32"  # or "bf16" mixed precision (study.nets.PRECISIONS)
+    precision: str = "fp32"  # or "bf16" mixed precision (study.network.nets.PRECISIONS)
 
     def check(self) -> None:
         """Settings that cannot train (a memory smaller than the warm-up never starts learning)."""

@@ -16,12 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from analysis.load import AnalysisError
-from study.envs import EnvError
-from study.grid import StudyError
-from study.output import OutputError, check_writable_file, write_json
-from study.rl.common import DeviceError
+from study.network.envs import EnvError
+from study.network.rl.common import DeviceError
+from study.network.teacher import TeacherError
+from study.spec.grid import StudyError
+from study.store.format import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
-from study.teacher import TeacherError
 from variants import VariantError
 
 app = typer.Typer(
@@ -106,7 +106,7 @@ def claims_cmd(
     """Check the papers' convergence claims on toy MDPs; exit 0 only if every claim holds."""
     import torch
 
-    from study.claims import CLAIMS, run_claims
+    from study.tabular.claims import CLAIMS, run_claims
 
     keys = [c.key for c in CLAIMS]
     for key in only or []:
@@ -131,7 +131,7 @@ def claims_cmd(
         write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
         out.print(f"wrote {json_path}")
     if figures is not None:
-        from study.claims import toy_phase_portrait
+        from study.tabular.claims import toy_phase_portrait
 
         figures.mkdir(parents=True, exist_ok=True)
         with err.status("drawing the Fig. 2 toy's phase portrait"):
@@ -155,8 +155,8 @@ def demo_cmd(
 ) -> None:
     """Run the built-in demo study (7 variants, 20 grid worlds x 3 seeds) through the grid runner, then
     analyse it (`distill analyze`) and print where the report is. Interrupted, it resumes where it stopped."""
-    from study.demo import demo_study, run_demo
-    from study.runner import RunReport
+    from study.cli.demo import demo_study, run_demo
+    from study.run.runner import RunReport
 
     for name, value in (("mdps", mdps), ("seeds", seeds), ("iterations", iterations), ("workers", workers)):
         if value is not None and value < 1:
@@ -319,7 +319,7 @@ def bench_atari_cmd(
                          "steps >= 64 x envs, threads >= 1")
     if json_path is not None:
         check_writable_file(json_path)
-    from study.rl.common import pick_device
+    from study.network.rl.common import pick_device
 
     pick_device(device)  # a device that is not there is refused before any work
     with err.status("timing Pong: raw stepping, distillation, PPO, stable-baselines3"):
@@ -397,7 +397,7 @@ def teacher_train_cmd(
     (OUT.ckpt) and learning curve (OUT.curve.csv)."""
     import torch
 
-    from study.rl.train import parse_env, train_teacher
+    from study.network.rl.train import parse_env, train_teacher
 
     spec = parse_env(env, sticky)
     if threads < 1:
@@ -436,7 +436,7 @@ def teacher_eval_cmd(
     """Mean and spread of a teacher's unclipped score over whole episodes."""
     import numpy as np
 
-    from study.rl.train import eval_teacher
+    from study.network.rl.train import eval_teacher
 
     if episodes < 1 or not 0 <= epsilon <= 1:
         raise UsageError(f"--episodes {episodes} / --epsilon {epsilon}; allowed: episodes >= 1, 0 <= epsilon <= 1")
@@ -460,7 +460,7 @@ def teacher_list_cmd(
     import pandas as pd
 
     from analysis.tables import markdown as to_markdown
-    from study.rl.train import draw_curve, teacher_table
+    from study.network.rl.train import draw_curve, teacher_table
 
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder; allowed: a folder of teacher files (distill teacher train)")
@@ -481,7 +481,7 @@ def teacher_list_cmd(
         for name in frame["file"]:
             draw_curve(folder / name)
     if markdown is not None:
-        from study.output import write_text
+        from study.store.format import write_text
 
         write_text(markdown, f"# Teachers\n\nWritten by `distill teacher list {folder} --markdown {markdown}`; "
                              "scores are unclipped, over whole episodes (DQN teachers act epsilon-greedily with "
@@ -496,7 +496,7 @@ def grid_plan_cmd(
     show: Annotated[int, typer.Option(help="How many cells to list.")] = 10,
 ) -> None:
     """Validate a study and show its factors, cell count and first cells, without running anything."""
-    from study.grid import load_study
+    from study.spec.grid import load_study
 
     if show < 0:
         raise UsageError(f"--show: {show} is out of range; allowed: show >= 0")
@@ -540,8 +540,8 @@ def grid_run_cmd(
                         "same cell id) are copied instead of run. Repeatable.")] = None,
 ) -> None:
     """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
-    from study.grid import load_study
-    from study.runner import RunReport, run_study
+    from study.run.runner import RunReport, run_study
+    from study.spec.grid import load_study
 
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend: {backend!r} is not a backend; allowed: local, ray")
@@ -549,7 +549,7 @@ def grid_run_cmd(
         raise UsageError(f"--workers: {workers} is out of range; allowed: workers >= 1")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray")
-    from study.rl.common import pick_device
+    from study.network.rl.common import pick_device
 
     pick_device(device)  # refused before anything is written when it is not there
     s = load_study(study)
@@ -589,7 +589,7 @@ def grid_status_cmd(
     folder: Annotated[Path, typer.Argument(help="A study results folder.")],
 ) -> None:
     """Count done, failed, running and missing cells of a results folder."""
-    from study.grid import parse_study
+    from study.spec.grid import parse_study
     from study.store import Store
 
     source = folder / "study.toml"

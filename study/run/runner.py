@@ -20,8 +20,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Literal
 
-from study.cells import batch_key, record_failed, run_batch
-from study.grid import Cell, Study
+from study.run.tabular import batch_key, record_failed, run_batch
+from study.spec.grid import Cell, Study
 from study.store import Store
 
 Backend = Literal["local", "ray"]

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from study.grid import KEY_SECTION, Cell, canonical_json
+from study.spec.grid import KEY_SECTION, Cell, canonical_json
 from study.store import Store, provenance
 from study.tabular import generators as gen
 from study.tabular import teachers as T
@@ -79,7 +79,7 @@ def train_config(p: dict[str, Any]) -> TrainConfig:
 def run_cells(cells: Sequence[Cell], device: str = "cpu") -> list[tuple[pd.DataFrame, dict[str, Any]]]:
     """Train cells that share a batch key together; per cell, its tidy metrics and its summary."""
     if cells[0].tier != "tabular":
-        from study.netcell import run_network_cell
+        from study.run.network import run_network_cell
 
         return [run_network_cell(cell, device) for cell in cells]
     p = cells[0].params

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import variants as V
-from study.nets import PRECISIONS
+from study.network.nets import PRECISIONS
 from variants import VariantError
 
 
@@ -120,7 +120,7 @@ class NetStudentParams(BaseModel):
 
 
 class LoopParams(BaseModel):
-    """The budget of a network cell (study.loop.LoopConfig)."""
+    """The budget of a network cell (study.network.loop.LoopConfig)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     iterations: int = Field(1_000, ge=1)
@@ -457,7 +457,7 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
     if resolved["student"] == "linear":
         raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
                          "two-step toy has; allowed for grid studies: table")
-    from study.cells import build_mdp  # cross-field limits: let the generator check one MDP
+    from study.run.tabular import build_mdp  # cross-field limits: let the generator check one MDP
     from study.tabular.exact import check_exact
     from study.tabular.mdp import MDPError
 
@@ -472,9 +472,9 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> dict[s
 
 def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str, Any]:
     """The games exist, their teacher files are there and fit them, and the variant runs on networks."""
-    from study.envs import EnvError, EnvSpec
-    from study.loop import check_variant
-    from study.teacher import Teacher, TeacherError
+    from study.network.envs import EnvError, EnvSpec
+    from study.network.loop import check_variant
+    from study.network.teacher import Teacher, TeacherError
 
     games = [g for g in resolved["games"].split("+") if g]
     if bool(games) == bool(resolved["game"]):
@@ -493,8 +493,8 @@ def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str,
         specs = [EnvSpec(tier, g, resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
                  for g in games or [resolved["game"]]]
         check_variant(build_variant(resolved))
-        from study.loop import LoopConfig
-        from study.netcell import LOOP_KEYS
+        from study.network.loop import LoopConfig
+        from study.run.network import LOOP_KEYS
 
         LoopConfig(**{k: resolved[k] for k in LOOP_KEYS}).check()
     except (EnvError, VariantError, ValueError) as exc:

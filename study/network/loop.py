@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from study.envs import EnvSpec, VecEnv
-from study.nets import MultiTaskNet, Net, check_precision, set_precision
-from study.rl.common import act_greedy, evaluate, pick_device
-from study.teacher import Teacher
+from study.network.envs import EnvSpec, VecEnv
+from study.network.nets import MultiTaskNet, Net, check_precision, set_precision
+from study.network.rl.common import act_greedy, evaluate, pick_device
+from study.network.teacher import Teacher
 from variants import Variant, VariantError, masked_state_loss, surrogate
 from variants.acting import control_probs
 from variants.policy import kl, student_log_probs, teacher_log_probs
@@ -57,7 +57,7 @@ class LoopConfig:
     eval_episodes: int = 10
     eval_epsilon: float = 0.05
     device: str = "cpu"  # or "auto" (the GPU when present), "cuda"; random draws stay on the CPU
-    # the student's arithmetic (study.nets.PRECISIONS); the teacher always computes in fp32, since at a
+    # the student's arithmetic (study.network.nets.PRECISIONS); the teacher always computes in fp32, since at a
     # temperature of 0.01 bf16's rounding of its outputs would move the targets
     precision: str = "fp32"
 

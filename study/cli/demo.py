@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.analyze import Outcome, analyze
-from study.grid import Study, load_study, parse_study, to_toml
-from study.runner import RunReport, run_study
+from study.run.runner import RunReport, run_study
+from study.spec.grid import Study, load_study, parse_study, to_toml
 
 
 def demo_study(mdps: int | None = None, seeds: int | None = None, iterations: int | None = None) -> Study:

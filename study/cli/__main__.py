@@ -1,0 +1,3 @@
+from study.cli.app import app
+
+app()
