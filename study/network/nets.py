@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from study.spec.schema import PRECISIONS
+
 ARCHS = ("nature", "minatar")
-#: fp32, or bf16 mixed precision: the trunk's convolutions and matrix products in bfloat16 (AMX on recent
-#: x86 CPUs, tensor cores on GPUs) with fp32 weights, optimiser state and outputs
-PRECISIONS = ("fp32", "bf16")
+# PRECISIONS: fp32, or bf16 mixed precision: the trunk's convolutions and matrix products in bfloat16 (AMX on
+# recent x86 CPUs, tensor cores on GPUs) with fp32 weights, optimiser state and outputs
 
 
 def check_precision(precision: str) -> None:

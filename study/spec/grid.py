@@ -1,8 +1,6 @@
 """Study files: validate a TOML study, expand its factorial grid into cells with stable ids.
 
-A study names parameters by flat keys (``tau``, ``size``, ``lr``...). Each key
-belongs to one part of a cell: the variant, the environment, the teacher, the
-student or the training budget. ``[fixed]`` sets a key for every cell,
+Keys and their sections are in ``study.spec.schema``. ``[fixed] sets a key for every cell,
 ``[factors]`` gives a list per key (the grid is their full product),
 ``exclude`` drops the combinations that match, ``include`` adds combinations.
 Everything is checked before anything runs; a bad value raises
@@ -19,179 +17,20 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 import variants as V
-from study.network.nets import PRECISIONS
+from study.spec.schema import (
+    CONTROL_KEYS,
+    KEY_SECTION,
+    TIERS,
+    StudyError,
+    StudyFile,
+    tier_keys,
+)
 from variants import VariantError
-
-
-class StudyError(ValueError):
-    """A study file that cannot run: the message names file, key, value and what is allowed."""
-
-
-# ---- the parameters a study may set -------------------------------------------------------------
-
-VARIANT_KEYS = ("variant", "control", "beta", "schedule", "beta_final", "horizon", "decay", "epsilon",
-                "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step",
-                "critic", "critic_lr")
-CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta_final": "beta_final",
-                "horizon": "horizon", "decay": "decay", "epsilon": "epsilon", "teacher_tau": "teacher_tau"}
-
-
-class EnvParams(BaseModel):
-    """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
-    mdps: int = Field(20, ge=1)
-    mdp_seed: int = Field(0, ge=0)
-    size: int = Field(10, ge=3)
-    n_actions: int = Field(4, ge=2)
-    wall_frac: float = Field(0.1, ge=0.0, le=0.5)
-    penalty_frac: float = Field(0.1, ge=0.0, le=1.0)
-    noise: float = Field(0.0, ge=0.0, le=1.0)
-    absorb: float = Field(0.01, ge=0.0, lt=1.0)
-    n_states: int = Field(10, ge=2)
-    branching: int = Field(2, ge=1)
-    n_terminal: int = Field(0, ge=0)
-    length: int = Field(10, ge=2)
-
-
-class TeacherParams(BaseModel):
-    """How each MDP's teacher is made: exact optimal Q, Q-learning, or adversarial (-Q*); an optional
-    fraction of states with random action distributions."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    teacher: Literal["optimal", "q_learning", "adversarial"] = "optimal"
-    teacher_noise: float = Field(0.0, ge=0.0, le=1.0)
-    q_episodes: int = Field(2000, ge=1)
-    teacher_gamma: float = Field(1.0, gt=0.0, le=1.0)
-
-
-class StudentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    student: Literal["table", "linear"] = "table"
-    init_scale: float = Field(0.0, ge=0.0)
-
-
-class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    mode: Literal["exact", "sampled"] = "sampled"
-    iterations: int = Field(300, ge=1)
-    eval_every: int = Field(20, ge=1)
-    lr: float = Field(0.05, gt=0.0)
-    optimizer: Literal["sgd", "adam"] = "adam"
-    episodes: int = Field(1, ge=1)
-    max_steps: int = Field(300, ge=1)
-
-
-class GameParams(BaseModel):
-    """The game of a network cell and how it is played (the evaluation protocol's environment side)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    game: str = ""
-    sticky: float | None = Field(None, ge=0.0, lt=1.0)
-    noop_max: int = Field(30, ge=0)
-    frame_cap: int = Field(108_000, ge=1)
-
-
-class TeacherFileParams(BaseModel):
-    """A trained teacher (``distill teacher train``); default ``results/teachers/<tier>-<game>.pt``,
-    relative to the folder the study runs from."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    teacher_file: str = ""
-    # online distillation: a DQN teacher learning from scratch takes this many vector steps after every
-    # iteration of the student (0: the trained teacher file, fixed)
-    online_steps: int = Field(0, ge=0)
-
-
-class NetStudentParams(BaseModel):
-    """The student network: the teacher's architecture at ``width``, or at the width whose parameter count is
-    closest to ``student_fraction`` of the teacher's (Rusu et al.'s compression: about 0.25, 0.07, 0.04)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    width: float = Field(1.0, gt=0.0, le=4.0)
-    student_fraction: float | None = Field(None, gt=0.0, le=1.0)
-    games: str = ""  # a multi-task student: "breakout+asterix" (each game's teacher at its default path)
-
-
-class LoopParams(BaseModel):
-    """The budget of a network cell (study.network.loop.LoopConfig)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    iterations: int = Field(1_000, ge=1)
-    num_envs: int = Field(8, ge=1)
-    rollout: int = Field(32, ge=1)
-    replay: int = Field(50_000, ge=1)
-    batch: int = Field(128, ge=1)
-    updates: int = Field(2, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    optimizer: Literal["adam", "rmsprop"] = "adam"
-    eval_every: int = Field(100, ge=1)
-    eval_episodes: int = Field(10, ge=1)
-    eval_epsilon: float = Field(0.05, ge=0.0, le=1.0)
-    # the student's arithmetic: bf16 mixed precision is faster on CPUs with AMX and on GPUs
-    precision: Literal[PRECISIONS] = "fp32"
-
-
-SECTIONS: dict[str, type[BaseModel]] = {"env": EnvParams, "teacher": TeacherParams, "student": StudentParams,
-                                        "train": TrainParams}
-NETWORK_SECTIONS: dict[str, type[BaseModel]] = {"env": GameParams, "teacher": TeacherFileParams,
-                                                "student": NetStudentParams, "train": LoopParams}
-TIERS: dict[str, dict[str, type[BaseModel]]] = {"tabular": SECTIONS, "minatar": NETWORK_SECTIONS,
-                                                "atari": NETWORK_SECTIONS}
-KEY_SECTION: dict[str, str] = {key: "variant" for key in VARIANT_KEYS}
-for _sections in TIERS.values():
-    for _section, _model in _sections.items():
-        KEY_SECTION.update({key: _section for key in _model.model_fields})
-ALLOWED_KEYS = tuple(KEY_SECTION)
-
-
-def tier_keys(tier: str) -> tuple[str, ...]:
-    """The keys a study of ``tier`` may set."""
-    return VARIANT_KEYS + tuple(k for model in TIERS[tier].values() for k in model.model_fields)
-
-
-MAX_SEED = 2**31 - 1  # seeds feed 32-bit random streams
-
-
-class StudyFile(BaseModel):
-    """The top level of a study TOML file."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    tier: Literal["tabular", "minatar", "atari"] = "tabular"
-    description: str = ""
-    seeds: int | list[int] = 3
-    fixed: dict[str, Any] = Field(default_factory=dict)
-    factors: dict[str, list[Any]] = Field(default_factory=dict)
-    exclude: list[dict[str, Any]] = Field(default_factory=list)
-    include: list[dict[str, Any]] = Field(default_factory=list)
-
-    @field_validator("seeds", mode="before")
-    @classmethod
-    def _seeds(cls, value: Any) -> int | list[int]:
-        def is_int(x: Any) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool)
-
-        if is_int(value):
-            if not 1 <= value <= MAX_SEED:
-                raise ValueError(f"a seed count must be between 1 and {MAX_SEED}")
-            return value
-        if isinstance(value, list) and value and all(is_int(x) for x in value):
-            if len(set(value)) != len(value) or min(value) < 0 or max(value) > MAX_SEED:
-                raise ValueError(f"a seed list must be distinct whole numbers from 0 to {MAX_SEED}")
-            return value
-        raise ValueError("allowed: a whole-number count (seeds = 3) or a list of whole numbers (seeds = [0, 1])")
-
-    @property
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
-
 
 # ---- cells ---------------------------------------------------------------------------------------
 
@@ -493,10 +332,6 @@ def _check_network(resolved: dict[str, Any], where: str, tier: str) -> dict[str,
         specs = [EnvSpec(tier, g, resolved["sticky"], resolved["noop_max"], resolved["frame_cap"])
                  for g in games or [resolved["game"]]]
         check_variant(build_variant(resolved))
-        from study.network.loop import LoopConfig
-        from study.run.network import LOOP_KEYS
-
-        LoopConfig(**{k: resolved[k] for k in LOOP_KEYS}).check()
     except (EnvError, VariantError, ValueError) as exc:
         raise StudyError(f"{where}: {exc}") from None
     for spec in specs:  # an unset teacher_file stays "" (the default path), so it is no factor of its own
