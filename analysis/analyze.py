@@ -23,7 +23,7 @@ from analysis import plots, stats
 from analysis.load import NORMALISED, AnalysisError, Results, higher_is_better, load_results
 from analysis.report import Figure, Report, Section, Table
 from analysis.tables import number, pvalue, with_interval, write_table
-from study.store import pid_alive
+from study.store.format import pid_alive
 from study.store.format import write_text
 
 MARKER = "analysis.json"

@@ -14,9 +14,7 @@ environment per cell). Runs are grouped two ways:
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CELL_DIR = re.compile(r"^[0-9a-f]{16}$")
+from study.store import format as F
+from study.store.format import REFERENCES
+
 ARM_SECTIONS = ("variant", "student", "train")
 TASK_SECTIONS = ("env", "teacher")
-#: references a score is normalised between (random 0, teacher 1); optimal is shown beside them
-REFERENCES = ("random", "teacher", "optimal")
 HIGHER_IS_BETTER = {"kl_student": False, "kl_teacher": False, "kl_uniform": False}
 NORMALISED = "return_norm"
 
@@ -111,78 +109,46 @@ def higher_is_better(metric: str) -> bool:
 
 
 def load_results(root: Path) -> Results:
-    """Read a results folder written by ``distill grid run`` (finished or not)."""
+    """Read a results folder written by ``distill grid run`` (finished or not) through its manifest alone:
+    neither the study definition nor the teachers that made it need to be here."""
     root = Path(root)
-    study = _study(root)
-    from study.spec.grid import KEY_SECTION
-
+    try:
+        manifest = F.read_manifest(root)
+    except F.FormatError as exc:
+        raise AnalysisError(str(exc)) from None
+    section = manifest.sections
     rows = []
     errors: dict[str, str] = {}
-    running = _running(root)
-    for cell in study.cells:
-        folder = root / cell.id
-        if (folder / "summary.json").is_file():
-            status = "done"
-        elif cell.id in running:
-            status = "running"
-        elif (folder / "error.json").is_file():
-            status = "failed"
-            errors[cell.id] = _error_line(folder / "error.json")
-        else:
-            status = "missing"
+    live = F.running(root)
+    for cell in manifest.cells:
+        status = F.cell_status(root, cell.id, live)
+        if status == "failed":
+            errors[cell.id] = F.error_line(root, cell.id)
         rows.append({"cell": cell.id, "status": status, "seed": cell.seed, **cell.params})
     cells = pd.DataFrame(rows)
     params = [c for c in cells.columns if c not in ("cell", "status", "seed")]
     varying = [k for k in params if cells[k].astype(str).nunique(dropna=False) > 1]
-    arm_keys = [k for k in varying if KEY_SECTION[k] in ARM_SECTIONS]
-    task_keys = [k for k in varying if KEY_SECTION[k] in TASK_SECTIONS]
+    arm_keys = [k for k in varying if section.get(k) in ARM_SECTIONS]
+    task_keys = [k for k in varying if section.get(k) in TASK_SECTIONS]
     cells["arm"] = _labels(rows, arm_keys, default="all")
     arms_without = {key: dict(zip(cells["arm"], _labels(rows, [k for k in arm_keys if k != key], default="all"),
                                   strict=True)) for key in arm_keys}
     name_of = next((k for k in ("game", "generator") if k in cells), None)
-    cells["task"] = _labels(rows, task_keys, default=str(cells[name_of].iloc[0]) if name_of else study.name)
+    cells["task"] = _labels(rows, task_keys, default=str(cells[name_of].iloc[0]) if name_of else manifest.name)
     arms = list(dict.fromkeys(cells["arm"]))
     tasks = list(dict.fromkeys(cells["task"]))
-    cells = _with_finals(root, cells)
+    done = cells[cells["status"] == "done"]
+    summaries = {cell: F.read_summary(root, cell) for cell in done["cell"]}
+    cells = _with_finals(cells, summaries)
     done = cells[cells["status"] == "done"]
     curves = _curves(root, done, arm_keys + task_keys)
-    runs = _runs(root, done, curves, arm_keys + task_keys)
-    instances = _instances(root, done)
+    runs = _runs(done, curves, arm_keys + task_keys, summaries)
+    instances = _instances(summaries)
     if instances is not None:  # multi-task cells: each run under its own game
         curves, runs = _relabel(curves, instances), _relabel(runs, instances)
         tasks = list(dict.fromkeys([*(t for t in tasks if t in set(runs["task"])), *runs["task"]]))
-    return Results(root, study.name, study.spec.tier, cells, curves, runs, arm_keys, task_keys, arms, tasks,
+    return Results(root, manifest.name, manifest.tier, cells, curves, runs, arm_keys, task_keys, arms, tasks,
                    errors, arms_without)
-
-
-def _study(root: Path) -> Any:
-    from study.spec.grid import StudyError, parse_study
-
-    if not root.is_dir():
-        raise AnalysisError(f"{root}: no such folder; allowed: a study results folder written by "
-                            "`distill grid run` (it holds study.toml and one folder per cell)")
-    source = root / "study.toml"
-    if not source.is_file() or not (root / "study.json").is_file():
-        raise AnalysisError(f"{root}: not a study results folder (no study.toml and study.json); allowed: a "
-                            "folder written by `distill grid run` or `distill demo`")
-    try:
-        return parse_study(source.read_text(), str(source))
-    except StudyError as exc:
-        raise AnalysisError(f"{root}: its study file no longer validates: {exc}") from None
-
-
-def _running(root: Path) -> set[str]:
-    from study.store import Store
-
-    return Store(root).running()
-
-
-def _error_line(path: Path) -> str:
-    try:
-        text = str(json.loads(path.read_text()).get("error", "unknown error")).strip()
-        return text.splitlines()[0] if text else "unknown error"  # the traceback stays in error.json
-    except (OSError, ValueError):
-        return "unreadable error.json"
 
 
 def _format(value: Any) -> str:
@@ -210,10 +176,10 @@ def _labels(rows: list[dict[str, Any]], keys: list[str], default: str) -> list[s
 def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     """Tidy curves of the finished cells with their arm, task, seed and varying keys (not every parameter,
     so a thousand-MDP study stays small)."""
-    columns = ["cell", "mdp", "step", "metric", "value"]
+    columns = list(F.METRIC_COLUMNS)
     if done.empty:
         return pd.DataFrame(columns=[*columns, "arm", "task", "seed", *factors])
-    frames = [pd.read_parquet(root / cell / "metrics.parquet", columns=columns) for cell in done["cell"]]
+    frames = [pd.read_parquet(F.cell_dir(root, cell) / F.METRICS, columns=columns) for cell in done["cell"]]
     curves = pd.concat(frames, ignore_index=True)
     curves["metric"] = curves["metric"].astype("category")
     keep = done[["cell", "arm", "task", "seed", *factors]]
@@ -223,11 +189,9 @@ def _curves(root: Path, done: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     return curves
 
 
-def _with_finals(root: Path, cells: pd.DataFrame) -> pd.DataFrame:
+def _with_finals(cells: pd.DataFrame, summaries: dict[str, F.Summary]) -> pd.DataFrame:
     """Each finished cell's final metrics (its summary: the mean over its runs) as columns."""
-    finals = {}
-    for cell in cells.loc[cells["status"] == "done", "cell"]:
-        finals[cell] = json.loads((root / cell / "summary.json").read_text()).get("final", {})
+    finals = {cell: summary.final for cell, summary in summaries.items()}
     if not finals:
         return cells
     frame = pd.DataFrame.from_dict(finals, orient="index")
@@ -235,12 +199,11 @@ def _with_finals(root: Path, cells: pd.DataFrame) -> pd.DataFrame:
     return cells.merge(frame, left_on="cell", right_index=True, how="left")
 
 
-def _instances(root: Path, done: pd.DataFrame) -> pd.DataFrame | None:
+def _instances(summaries: dict[str, F.Summary]) -> pd.DataFrame | None:
     """(cell, mdp, task) for cells whose runs are different tasks (a multi-task student's games)."""
     rows = []
-    for cell in done["cell"]:
-        labels = json.loads((root / cell / "summary.json").read_text()).get("instances")
-        rows += [{"cell": cell, "mdp": i, "game_task": label} for i, label in enumerate(labels or [])]
+    for cell, summary in summaries.items():
+        rows += [{"cell": cell, "mdp": i, "game_task": label} for i, label in enumerate(summary.instances or [])]
     return pd.DataFrame(rows) if rows else None
 
 
@@ -257,7 +220,8 @@ def _relabel(frame: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+def _runs(done: pd.DataFrame, curves: pd.DataFrame, factors: list[str],
+          summaries: dict[str, F.Summary]) -> pd.DataFrame:
     """One row per run: final value of every metric, the reference scores and the optimal policy's
     normalised score."""
     base = ["cell", "mdp", "instance", "arm", "task", "seed", *factors]
@@ -270,9 +234,9 @@ def _runs(root: Path, done: pd.DataFrame, curves: pd.DataFrame, factors: list[st
     runs = runs.reset_index()
     refs = []
     for cell in done["cell"]:
-        summary = json.loads((root / cell / "summary.json").read_text())
-        given = summary.get("references", {})
-        n = int(summary.get("mdps", 1))
+        summary = summaries[cell]
+        given = summary.references
+        n = int(summary.mdps)
         refs.append(pd.DataFrame({"cell": cell, "mdp": np.arange(n),
                                   **{f"{r}_score": given.get(r, [np.nan] * n) for r in REFERENCES}}))
     runs = runs.merge(pd.concat(refs, ignore_index=True), on=["cell", "mdp"], how="left")

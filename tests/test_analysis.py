@@ -15,7 +15,8 @@ from analysis.analyze import Options, analyze
 from analysis.load import AnalysisError, load_results
 from study.cli import app
 from study.run.runner import run_study
-from study.spec.grid import parse_study
+from study.run.checks import check_study
+from study.spec import parse_study
 
 SMALL = """
 name = "small"
@@ -37,7 +38,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> tuple[Path, str, str]:
     """A study with one failed cell (it raises) and one missing cell (its folder removed)."""
-    import study.run.tabular as cells_module
+    import study.run.batch as cells_module
 
     root = tmp_path_factory.mktemp("analysis") / "small"
     study = parse_study(SMALL)
@@ -205,7 +206,7 @@ def test_a_study_with_no_finished_cell_still_reports_its_status(tmp_path):
     study = parse_study(SMALL)
     from study.store import Store
 
-    Store.open(tmp_path / "empty", study)
+    Store.open(tmp_path / "empty", check_study(study))
     outcome = analyze(tmp_path / "empty", None, Options(reps=200, permutations=199))
     md = outcome.report_md.read_text()
     assert outcome.missing == 12 and "No finished cells yet" in md

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.spec.grid import StudyError, builtin_studies, load_study, parse_study
+from study.run.checks import check_study
+from study.spec import StudyError, builtin_studies, load_study, parse_study
 
 BASE = """
 name = "t"
@@ -60,7 +61,7 @@ def test_cell_ids_are_stable_and_distinct():
     cell = a.cells[0]
     text = json.dumps({"identity": cell.identity(), "seed": cell.seed}, sort_keys=True, separators=(",", ":"))
     assert cell.id == hashlib.sha256(text.encode()).hexdigest()[:16]
-    assert cell.identity()["variant"]["loss"] == cell.variant().loss  # the resolved recipe, not its spelling
+    assert cell.identity()["variant"]["loss"] == cell.variant.loss  # the resolved recipe, not its spelling
     changed = parse_study(BASE.replace("iterations = 3", "iterations = 4"))
     assert not {c.id for c in changed.cells} & {c.id for c in a.cells}
 
@@ -68,10 +69,10 @@ def test_cell_ids_are_stable_and_distinct():
 def test_cells_build_their_variants():
     study = parse_study(BASE.replace('"teacher_v_reward"', '"rusu_kl"') + "\n")
     for cell in study.cells:
-        v = cell.variant()
+        v = cell.variant
         assert v.tau == cell.params["tau"]
     parts = parse_study('name = "p"\n[fixed]\ncontrol = "mixture"\nbeta = 0.5\nloss = "jsd"\njsd_beta = 0.3\n')
-    v = parts.cells[0].variant()
+    v = parts.cells[0].variant
     assert v.control.kind == "mixture" and v.control.beta == 0.5 and v.loss == "jsd" and v.jsd_beta == 0.3
 
 
@@ -105,7 +106,7 @@ def test_cells_build_their_variants():
 )
 def test_bad_studies_name_the_problem(text, expect):
     with pytest.raises(StudyError, match=r"bad\.toml") as info:
-        parse_study(text, "bad.toml")
+        check_study(parse_study(text, "bad.toml"))
     assert expect in str(info.value)
 
 
@@ -164,7 +165,7 @@ def test_spellings_of_one_cell_are_one_cell():
 )
 def test_more_bad_studies(text, expect):
     with pytest.raises(StudyError) as info:
-        parse_study(text, "bad.toml")
+        check_study(parse_study(text, "bad.toml"))
     assert expect in str(info.value)
 
 
@@ -176,7 +177,7 @@ def test_exclude_sees_defaults():
 
 def test_every_builtin_study_validates_with_the_committed_teachers():
     for name in builtin_studies():
-        study = load_study(name)
+        study = check_study(load_study(name))
         assert study.cells, name
         if study.spec.tier != "tabular":
             assert all(Path(f).is_file() for c in study.cells for f in c.teacher_files()), name
@@ -185,7 +186,7 @@ def test_every_builtin_study_validates_with_the_committed_teachers():
 def test_a_replaced_file_gets_a_new_digest_even_with_its_old_times(tmp_path):
     import os
 
-    from study.spec.grid import file_digest
+    from study.run.checks import file_digest
 
     path = tmp_path / "t.pt"
     path.write_bytes(b"a" * 100)
@@ -199,8 +200,8 @@ def test_a_replaced_file_gets_a_new_digest_even_with_its_old_times(tmp_path):
 
 def test_a_student_of_the_whole_teachers_size_is_one_cell_however_it_is_spelled():
     base = 'name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\nvariant = "rusu_kl"\n'
-    plain = parse_study(base).cells[0]
-    full = parse_study(base + "student_fraction = 1.0\n").cells[0]
-    quarter = parse_study(base + "student_fraction = 0.25\n").cells[0]
+    plain = check_study(parse_study(base)).cells[0]
+    full = check_study(parse_study(base + "student_fraction = 1.0\n")).cells[0]
+    quarter = check_study(parse_study(base + "student_fraction = 0.25\n")).cells[0]
     assert plain.id == full.id != quarter.id
     assert full.params["student_fraction"] == 1.0  # the study's spelling is kept for the analysis

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from study.cli import app
 from study.run.runner import run_study
-from study.spec.grid import StudyError, parse_study
+from study.run.checks import check_study
+from study.spec import StudyError, parse_study
 from study.store import Store
 
 TINY = """
@@ -100,7 +101,7 @@ def test_another_study_in_the_same_folder_is_refused(tmp_path):
 
 
 def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
-    import study.run.tabular as cells_module
+    import study.run.batch as cells_module
 
     real = cells_module.run_cells
     study = parse_study(TINY)
@@ -113,7 +114,7 @@ def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
         results = real(cells, device)
         for cell, (_, summary) in zip(cells, results, strict=True):
             if cell.id == nan.id:
-                summary["final"]["kl_teacher"] = float("nan")
+                summary.final["kl_teacher"] = float("nan")
         return results
 
     monkeypatch.setattr(cells_module, "run_cells", flaky)
@@ -229,7 +230,7 @@ def test_a_dying_worker_fails_its_batch_and_the_grid_goes_on(tmp_path):
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
-    store = Store.open(tmp_path / "r", parse_study(TINY))
+    store = Store.open(tmp_path / "r", check_study(parse_study(TINY)))
     with store.exclusive(), pytest.raises(StudyError, match="another run is writing"):
         run_study(parse_study(TINY), tmp_path / "r", workers=1)
 

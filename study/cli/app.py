@@ -19,7 +19,7 @@ from analysis.load import AnalysisError
 from study.network.envs import EnvError
 from study.network.rl.common import DeviceError
 from study.network.teacher import TeacherError
-from study.spec.grid import StudyError
+from study.spec import StudyError
 from study.store.format import OutputError, check_writable_file, write_json
 from study.tabular.mdp import MDPError
 from variants import VariantError
@@ -496,11 +496,12 @@ def grid_plan_cmd(
     show: Annotated[int, typer.Option(help="How many cells to list.")] = 10,
 ) -> None:
     """Validate a study and show its factors, cell count and first cells, without running anything."""
-    from study.spec.grid import load_study
+    from study.run.checks import check_study
+    from study.spec import load_study
 
     if show < 0:
         raise UsageError(f"--show: {show} is out of range; allowed: show >= 0")
-    s = load_study(study)
+    s = check_study(load_study(study))
     spec = s.spec
     out.print(f"[bold]{spec.name}[/] ({spec.tier}) from {s.path}")
     if spec.description:
@@ -540,8 +541,9 @@ def grid_run_cmd(
                         "same cell id) are copied instead of run. Repeatable.")] = None,
 ) -> None:
     """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
+    from study.run.checks import check_study
     from study.run.runner import RunReport, run_study
-    from study.spec.grid import load_study
+    from study.spec import load_study
 
     if backend not in ("local", "ray"):
         raise UsageError(f"--backend: {backend!r} is not a backend; allowed: local, ray")
@@ -552,7 +554,7 @@ def grid_run_cmd(
     from study.network.rl.common import pick_device
 
     pick_device(device)  # refused before anything is written when it is not there
-    s = load_study(study)
+    s = check_study(load_study(study))
     target = out_dir or Path("results") / s.name
     resume = f"distill grid run {study} --out {target}"
     resume += f" --backend {backend}" if backend != "local" else ""
@@ -588,26 +590,25 @@ def grid_run_cmd(
 def grid_status_cmd(
     folder: Annotated[Path, typer.Argument(help="A study results folder.")],
 ) -> None:
-    """Count done, failed, running and missing cells of a results folder."""
-    from study.spec.grid import parse_study
-    from study.store import Store
+    """Count done, failed, running and missing cells of a results folder (the cells its manifest lists)."""
+    from study.store import format as F
 
-    source = folder / "study.toml"
-    if not source.is_file():
-        raise UsageError(f"{folder}: not a study results folder (no study.toml)")
-    s = parse_study(source.read_text(), str(source))
-    state = Store.open(folder, s).status(s.cells)
-    table = Table(title=f"{s.name}: {len(s.cells)} cells")
+    try:
+        manifest = F.read_manifest(folder)
+    except F.FormatError as exc:
+        raise UsageError(str(exc)) from None
+    live = F.running(folder)
+    state: dict[str, list[str]] = {key: [] for key in F.STATUSES}
+    for cell in manifest.cells:
+        state[F.cell_status(folder, cell.id, live)].append(cell.id)
+    table = Table(title=f"{manifest.name}: {len(manifest.cells)} cells")
     for col in ("state", "cells"):
         table.add_column(col)
-    for key in ("done", "failed", "running", "missing"):
+    for key in F.STATUSES:
         table.add_row(key, str(len(state[key])))
     out.print(table)
     for cell_id in state["failed"]:
-        import json
-
-        error = json.loads((folder / cell_id / "error.json").read_text())["error"]
-        out.print(f"failed {cell_id}: {error}", soft_wrap=True)
+        out.print(f"failed {cell_id}: {F.error_line(folder, cell_id)}", soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

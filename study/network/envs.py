@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from study.spec.schema import STICKY
+
 MINATAR_GAMES = {"breakout": "Breakout", "space_invaders": "SpaceInvaders", "asterix": "Asterix",
                  "freeway": "Freeway", "seaquest": "Seaquest"}
 TIERS = ("minatar", "atari")
-#: the tiers' published conventions: MinAtar (Young & Tian 2019) 0.1, Atari (Machado et al. 2018) 0.25
-STICKY = {"minatar": 0.1, "atari": 0.25}
 
 
 class EnvError(ValueError):

@@ -20,8 +20,10 @@ from itertools import groupby
 from pathlib import Path
 from typing import Literal
 
-from study.run.tabular import batch_key, record_failed, run_batch
-from study.spec.grid import Cell, Study
+from study.run.checks import check_study
+from study.run.batch import record_failed, run_batch
+from study.run.tabular import batch_key
+from study.spec import Cell, Study
 from study.store import Store
 
 Backend = Literal["local", "ray"]
@@ -82,7 +84,8 @@ def run_study(
     is where network cells run their networks (an execution setting: it is not part of a cell's id).
     A cell that one of the ``reuse`` folders (other studies' results) has finished is copied, not run."""
     workers = workers or default_workers()
-    sources = [Store.existing(p) for p in reuse]  # refused before anything is written
+    study = check_study(study)  # refused before anything is written
+    sources = [Store.existing(p) for p in reuse]
     with contextlib.ExitStack() as stack:
         if backend == "ray":  # connect first: a bad address fails before anything is written
             workers = stack.enter_context(_ray_session(workers, ray_address))

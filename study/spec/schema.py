@@ -17,6 +17,10 @@ class StudyError(ValueError):
     """A study file that cannot run: the message names file, key, value and what is allowed."""
 
 
+#: sticky-action conventions of the network tiers: MinAtar (Young & Tian 2019) 0.1, Atari (Machado et al.
+#: 2018) 0.25; a cell that leaves ``sticky`` unset is played, and recorded, with its tier's
+STICKY = {"minatar": 0.1, "atari": 0.25}
+
 #: the arithmetic a network student may train in (study.network.nets)
 PRECISIONS = ("fp32", "bf16")
 

@@ -1,15 +1,56 @@
-"""Output files that are written whole or not at all."""
+"""The results folder's format: file names, the typed records in them, and atomic writes.
+
+    results/<study>/
+        study.toml                 the study file as given
+        study.json                 the manifest: name, fingerprint, tier, each key's section, every cell
+        <cell id>/                 a finished or failed cell
+            config.json            the cell's parameters, identity and seed
+            metrics.parquet        tidy rows: cell, mdp, step, metric, value
+            summary.json           final metrics and reference scores (only in finished cells)
+            provenance.json        commit, versions, host, times
+            error.json             error and traceback (only in failed cells)
+        .running-<cell id>-<pid>   a live process is computing that cell
+        .tmp-<cell id>-<pid>/      a cell being assembled (renamed into place when whole)
+
+A leaf: it imports nothing of the project, so the analysis reads a folder through it alone, wherever the
+folder was copied to, without the study definitions or the teacher files that made it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+STUDY_TOML = "study.toml"
+MANIFEST = "study.json"
+CONFIG = "config.json"
+METRICS = "metrics.parquet"
+SUMMARY = "summary.json"
+PROVENANCE = "provenance.json"
+ERROR = "error.json"
+TMP_PREFIX = ".tmp-"
+RUNNING_PREFIX = ".running-"
+CELL_DIR = re.compile(r"^[0-9a-f]{16}$")
+METRIC_COLUMNS = ("cell", "mdp", "step", "metric", "value")
+#: references a score is normalised between (random 0, teacher 1); optimal is shown beside them
+REFERENCES = ("random", "teacher", "optimal")
+STATUSES = ("done", "failed", "running", "missing")
 
 
 class OutputError(ValueError):
     """An output path that cannot or must not be written."""
+
+
+class FormatError(ValueError):
+    """A folder or file that is not what this format says: the message names it and what is allowed."""
+
+
+# ---- atomic writes -------------------------------------------------------------------------------
 
 
 def write_text(path: Path, text: str) -> None:
@@ -43,9 +84,6 @@ def check_writable_file(path: Path) -> None:
 def write_torch(path: Path, payload: object) -> Path:
     """``torch.save`` into a temporary file renamed into place: a reader (or a resume after a kill) sees the
     previous file or the new one, never half of one."""
-    import os
-    import tempfile
-
     import torch
 
     path = Path(path)
@@ -59,3 +97,177 @@ def write_torch(path: Path, payload: object) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---- records -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """A finished cell's summary.json: its final metrics (the mean over its runs) and, per run (a tabular
+    cell's MDP, a network cell's game), the reference scores its return is normalised between.
+
+    ``instances`` labels runs that are different tasks (a multi-task student's games, ``game=breakout``);
+    the parameter counts and width are a network student's."""
+
+    cell: str
+    step: int
+    mdps: int
+    final: dict[str, float]
+    teacher_return: float
+    uniform_return: float
+    references: dict[str, list[float]]
+    instances: list[str] | None = None
+    student_parameters: int | None = None
+    teacher_parameters: int | None = None
+    width: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data; fields a cell does not have (a tabular cell's network student fields) are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """Read a summary written by this or an earlier version (fields it lacks take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class CellRecord:
+    """A cell's config.json: its id, the study's parameters (flat keys), the identity its id hashes, the
+    seed and the tier."""
+
+    id: str
+    params: dict[str, Any]
+    identity: dict[str, Any]
+    seed: int
+    tier: str = "tabular"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as config.json holds it."""
+        return asdict(self)
+
+
+@dataclass
+class ManifestCell:
+    """One cell as the manifest lists it: enough to label and group it without the study definition."""
+
+    id: str
+    seed: int
+    params: dict[str, Any]
+
+
+@dataclass
+class Manifest:
+    """A study folder's study.json: which study wrote it (name and fingerprint: what "the same study"
+    means), its tier and description, the section each of its keys belongs to (variant, env, teacher,
+    student, train), and every cell of the study, finished or not."""
+
+    name: str
+    fingerprint: str
+    tier: str = "tabular"
+    description: str = ""
+    sections: dict[str, str] = field(default_factory=dict)
+    cells: list[ManifestCell] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as study.json holds it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Parse study.json's data; cells are typed."""
+        cells = [ManifestCell(**c) for c in data.get("cells", [])]
+        return cls(data["name"], data["fingerprint"], data.get("tier", "tabular"), data.get("description", ""),
+                   dict(data.get("sections", {})), cells)
+
+
+# ---- reading a folder ----------------------------------------------------------------------------
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's data."""
+    return json.loads(Path(path).read_text())
+
+
+def read_manifest(root: Path) -> Manifest:
+    """The manifest of a study folder; a folder without one, or with one from before cells were listed,
+    is refused with what to do."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FormatError(f"{root}: no such folder; allowed: a study results folder written by `distill grid "
+                          "run` (it holds study.json and one folder per cell)")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise FormatError(f"{root}: not a study results folder (no {MANIFEST}); allowed: a folder written by "
+                          "`distill grid run` or `distill demo`")
+    try:
+        data = read_json(path)
+        manifest = Manifest.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if "cells" not in data:
+        raise FormatError(f"{path}: written by an older version, without the list of cells; run the study again "
+                          "with `distill grid run` into this folder (finished cells are kept, nothing is "
+                          "recomputed) to write it")
+    return manifest
+
+
+def cell_dir(root: Path, cell_id: str) -> Path:
+    """The folder of one cell."""
+    return Path(root) / cell_id
+
+
+def is_done(root: Path, cell_id: str) -> bool:
+    """Finished cells have a summary (written last, by renaming the whole folder into place)."""
+    return (cell_dir(root, cell_id) / SUMMARY).is_file()
+
+
+def is_failed(root: Path, cell_id: str) -> bool:
+    """Failed cells have an error record."""
+    return (cell_dir(root, cell_id) / ERROR).is_file()
+
+
+def read_summary(root: Path, cell_id: str) -> Summary:
+    """A finished cell's summary."""
+    return Summary.from_dict(read_json(cell_dir(root, cell_id) / SUMMARY))
+
+
+def error_line(root: Path, cell_id: str) -> str:
+    """The first line of a failed cell's error (its traceback stays in error.json)."""
+    try:
+        text = str(read_json(cell_dir(root, cell_id) / ERROR).get("error", "unknown error")).strip()
+        return text.splitlines()[0] if text else "unknown error"
+    except (OSError, ValueError):
+        return "unreadable error.json"
+
+
+def running(root: Path) -> set[str]:
+    """Cells a live process on this host is computing right now (its marker names a live pid)."""
+    live = set()
+    for marker in Path(root).glob(f"{RUNNING_PREFIX}*"):
+        cell, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
+        if pid.isdigit() and pid_alive(int(pid)):
+            live.add(cell)
+    return live
+
+
+def cell_status(root: Path, cell_id: str, live: set[str]) -> str:
+    """done, running, failed or missing (one of STATUSES); a finished cell is done even if marked."""
+    if is_done(root, cell_id):
+        return "done"
+    if cell_id in live:
+        return "running"
+    return "failed" if is_failed(root, cell_id) else "missing"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has that id (markers and temporary folders name their writer)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,14 +1,5 @@
-"""The results store: one folder per cell, written whole or not at all.
-
-    results/<study>/
-        study.toml                 the study file as given
-        study.json                 its name and fingerprint (what "the same study" means)
-        <cell id>/                 a finished or failed cell
-            config.json            the cell's parameters and seed
-            metrics.parquet        tidy rows: cell, mdp, step, metric, value
-            summary.json           final metrics (only in finished cells)
-            provenance.json        commit, versions, host, times
-            error.json             error and traceback (only in failed cells)
+"""The results store: one folder per cell, written whole or not at all (the files are described in
+``study.store.format``).
 
 A cell folder is assembled in a temporary folder and renamed into place, so it
 appears complete or not at all; a finished cell is never run again.
@@ -36,11 +27,10 @@ from typing import Any
 
 import pandas as pd
 
-from study.spec.grid import Cell, Study, StudyError, canonical_json
-from study.store.format import write_text
-
-TMP_PREFIX = ".tmp-"
-RUNNING_PREFIX = ".running-"
+from study.spec import Cell, Study, StudyError, canonical_json
+from study.spec.schema import KEY_SECTION
+from study.store import format as F
+from study.store.format import RUNNING_PREFIX, TMP_PREFIX, CellRecord, Manifest, ManifestCell, Summary, pid_alive
 
 
 def study_fingerprint(study: Study) -> str:
@@ -58,19 +48,22 @@ class Store:
 
     @classmethod
     def open(cls, root: Path, study: Study) -> Store:
-        """Open (or create) the folder for ``study``; refuse a folder of another study."""
+        """Open (or create) the folder for ``study`` and write its manifest; refuse a folder of another
+        study. The study must be checked (``study.run.checks``): the manifest lists the cells' ids."""
+        if not study.checked:
+            raise ValueError("Store.open needs a checked study (study.run.checks.check_study)")
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StudyError(f"--out {root}: is a file; allowed: a folder (new, empty, or one this study wrote)")
-        marker = root / "study.json"
+        marker = root / F.MANIFEST
         fingerprint = study_fingerprint(study)
-        if not marker.exists() and (root / "study.toml").is_file():
+        if not marker.exists() and (root / F.STUDY_TOML).is_file():
             # a run killed between writing the two files: adopt the folder if it is this study
-            from study.spec.grid import parse_study
+            from study.spec import parse_study
 
             try:
-                if study_fingerprint(parse_study((root / "study.toml").read_text())) == fingerprint:
-                    write_text(marker, json.dumps({"name": study.name, "fingerprint": fingerprint}, indent=2))
+                if study_fingerprint(parse_study((root / F.STUDY_TOML).read_text())) == fingerprint:
+                    F.write_json(marker, {"name": study.name, "fingerprint": fingerprint})
             except StudyError:
                 pass
         if marker.exists():
@@ -82,20 +75,21 @@ class Store:
                     "Running it here would mix results; allowed: the same study file, or another --out"
                 )
         elif root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-            raise StudyError(f"{root}: exists and is not a study results folder (no study.json); "
+            raise StudyError(f"{root}: exists and is not a study results folder (no {F.MANIFEST}); "
                              "allowed: an empty or new folder, or one this study wrote")
         else:
             root.mkdir(parents=True, exist_ok=True)
-            write_text(root / "study.toml", study.source)
-            write_text(marker, json.dumps({"name": study.name, "fingerprint": fingerprint}, indent=2))
+            F.write_text(root / F.STUDY_TOML, study.source)
+        # (re)written on every open: a retrained teacher gives a network study new cell ids
+        F.write_json(marker, manifest(study, fingerprint).to_dict())
         return cls(root)
 
     @classmethod
     def existing(cls, root: Path) -> Store:
         """A results folder some study wrote, to read finished cells from (any study)."""
         root = Path(root)
-        if not (root / "study.json").is_file():
-            raise StudyError(f"--reuse {root}: not a results folder (no study.json); allowed: a folder that "
+        if not (root / F.MANIFEST).is_file():
+            raise StudyError(f"--reuse {root}: not a results folder (no {F.MANIFEST}); allowed: a folder that "
                              "`distill grid run` wrote")
         return cls(root)
 
@@ -105,19 +99,14 @@ class Store:
         return self.root / cell_id
 
     def is_done(self, cell_id: str) -> bool:
-        return (self.cell_dir(cell_id) / "summary.json").exists()
+        return F.is_done(self.root, cell_id)
 
     def is_failed(self, cell_id: str) -> bool:
-        return (self.cell_dir(cell_id) / "error.json").exists()
+        return F.is_failed(self.root, cell_id)
 
     def running(self) -> set[str]:
         """Cells a live process on this host is computing right now."""
-        live = set()
-        for marker in self.root.glob(f"{RUNNING_PREFIX}*"):
-            cell_id, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
-            if pid.isdigit() and pid_alive(int(pid)):
-                live.add(cell_id)
-        return live
+        return F.running(self.root)
 
     @contextlib.contextmanager
     def mark_running(self, cell_ids: list[str]) -> Iterator[None]:
@@ -161,17 +150,10 @@ class Store:
 
     def status(self, cells: list[Cell]) -> dict[str, list[str]]:
         """Cell ids by state: done, failed, running, missing."""
-        running = self.running()
-        out: dict[str, list[str]] = {"done": [], "failed": [], "running": [], "missing": []}
+        live = self.running()
+        out: dict[str, list[str]] = {status: [] for status in F.STATUSES}
         for cell in cells:
-            if self.is_done(cell.id):
-                out["done"].append(cell.id)
-            elif cell.id in running:
-                out["running"].append(cell.id)
-            elif self.is_failed(cell.id):
-                out["failed"].append(cell.id)
-            else:
-                out["missing"].append(cell.id)
+            out[F.cell_status(self.root, cell.id, live)].append(cell.id)
         return out
 
     def adopt(self, cell: Cell, source: Store) -> bool:
@@ -183,14 +165,14 @@ class Store:
             return False
         tmp = self._tmp(cell.id)
         try:
-            theirs = json.loads((src / "config.json").read_text())
+            theirs = json.loads((src / F.CONFIG).read_text())
             if theirs.get("identity") != cell.identity() or theirs.get("seed") != cell.seed:
                 return False
-            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("error.json"))
-            (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
-            prov = json.loads((tmp / "provenance.json").read_text())
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(F.ERROR))
+            (tmp / F.CONFIG).write_text(json.dumps(record(cell).to_dict(), indent=2))
+            prov = json.loads((tmp / F.PROVENANCE).read_text())
             prov.setdefault("copied_from", str(source.root.resolve()))  # where it was first computed
-            (tmp / "provenance.json").write_text(json.dumps(prov, indent=2))
+            (tmp / F.PROVENANCE).write_text(json.dumps(prov, indent=2))
         except (OSError, ValueError):  # an unreadable or incomplete cell there: this study runs it instead
             shutil.rmtree(tmp, ignore_errors=True)
             return False
@@ -205,19 +187,19 @@ class Store:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def write_cell(self, cell: Cell, *, metrics: pd.DataFrame | None, summary: dict[str, Any] | None,
+    def write_cell(self, cell: Cell, *, metrics: pd.DataFrame | None, summary: Summary | None,
                    provenance: dict[str, Any], error: dict[str, Any] | None = None) -> None:
         """Assemble the cell's folder aside, then rename it into place (replacing a failed one)."""
         tmp = self._tmp(cell.id)
         tmp.mkdir()
-        (tmp / "config.json").write_text(json.dumps({"id": cell.id, **cell.config()}, indent=2))
-        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2))
+        (tmp / F.CONFIG).write_text(json.dumps(record(cell).to_dict(), indent=2))
+        (tmp / F.PROVENANCE).write_text(json.dumps(provenance, indent=2))
         if metrics is not None:
-            metrics.to_parquet(tmp / "metrics.parquet", index=False)
+            metrics.to_parquet(tmp / F.METRICS, index=False)
         if error is not None:
-            (tmp / "error.json").write_text(json.dumps(error, indent=2))
+            (tmp / F.ERROR).write_text(json.dumps(error, indent=2))
         if summary is not None:
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+            (tmp / F.SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2))
         self._place(tmp, cell.id)
 
     def _place(self, tmp: Path, cell_id: str) -> None:
@@ -232,6 +214,19 @@ class Store:
             os.replace(target, old / cell_id)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, target)
+
+
+def record(cell: Cell) -> CellRecord:
+    """What a cell's config.json holds."""
+    config = cell.config()
+    return CellRecord(cell.id, config["params"], config["identity"], cell.seed, cell.tier)
+
+
+def manifest(study: Study, fingerprint: str) -> Manifest:
+    """The study.json of a checked study: enough for the analysis to read the folder without the study."""
+    keys = sorted({k for cell in study.cells for k in cell.params})
+    return Manifest(study.name, fingerprint, study.spec.tier, study.spec.description,
+                    {k: KEY_SECTION[k] for k in keys}, [ManifestCell(c.id, c.seed, c.params) for c in study.cells])
 
 
 def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
@@ -267,15 +262,3 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-

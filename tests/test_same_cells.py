@@ -1,0 +1,20 @@
+"""The layout and typed cells changed nothing a result depends on: every built-in study whose teachers
+are committed expands to exactly the cell ids it had before (tests/data/cell_ids.json, written by the
+version before the change; an id hashes a cell's resolved variant, parameters, seed and teacher bytes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from study.run.checks import check_study
+from study.spec import load_study
+
+BEFORE = json.loads((Path(__file__).parent / "data" / "cell_ids.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_a_builtin_study_has_the_cell_ids_it_had(name):
+    assert [c.id for c in check_study(load_study(name)).cells] == BEFORE[name]
