@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint claims bench teachers clean
+.PHONY: setup demo test test-fast lint claims bench teachers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[atari,ray,dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -18,8 +18,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distill demo
 
+# everything CI checks: lint, types of the pure parts, and every test (fast and slow)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m ""
+
+# the fast tests only (what a bare `pytest` runs)
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest
 
 claims: $(STAMP)

@@ -81,7 +81,8 @@ def _dash_kwargs(dashes: tuple[float, ...]) -> dict[str, Any]:
 
 
 def save(fig: Figure, path: Path) -> list[Path]:
-    """Write ``fig`` as PNG and PDF beside ``path`` (its suffix replaced) and close it, so no figure leaks."""
+    """Write ``fig`` as PNG and PDF beside ``path`` (its suffix replaced) and close it, so no figure leaks.
+    The PDF carries no creation date: the same results give the same bytes, wherever they are drawn."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
@@ -89,7 +90,8 @@ def save(fig: Figure, path: Path) -> list[Path]:
         with plt.rc_context(STYLE):
             for suffix in (".png", ".pdf"):
                 out = path.with_suffix(suffix)
-                fig.savefig(out, dpi=150, bbox_inches="tight")
+                metadata = {"CreationDate": None} if suffix == ".pdf" else None
+                fig.savefig(out, dpi=150, bbox_inches="tight", metadata=metadata)
                 written.append(out)
     finally:
         plt.close(fig)

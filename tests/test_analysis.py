@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from analysis.analyze import Options, analyze
 from analysis.load import AnalysisError, load_results
 from study.cli import app
-from study.run.runner import run_study
 from study.run.checks import check_study
+from study.run.runner import run_study
 from study.spec import parse_study
 
 SMALL = """
@@ -204,7 +204,7 @@ def test_out_folder_with_other_contents_is_refused(folder, tmp_path):
 
 def test_a_study_with_no_finished_cell_still_reports_its_status(tmp_path):
     study = parse_study(SMALL)
-    from study.store import Store
+    from study.store.store import Store
 
     Store.open(tmp_path / "empty", check_study(study))
     outcome = analyze(tmp_path / "empty", None, Options(reps=200, permutations=199))
@@ -280,3 +280,75 @@ def test_faceted_figures_colour_an_arm_alike_in_every_row(tmp_path):
     frame = _for_plot(results.curves, results, "tau")
     by_arm = dict(zip(results.curves["arm"].astype(str), frame["variant"], strict=True))
     assert by_arm["teacher_distill, tau=1.0"] == "teacher_distill" and frame["tau"].notna().all()
+
+
+def _analysed_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _analyse_elsewhere(source: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Copy a study folder (cells and manifest only: no study file, no teachers) to another place and
+    analyse it there, from a working folder that holds nothing else."""
+    elsewhere.mkdir()
+    shutil.copytree(source, elsewhere / source.name, ignore=shutil.ignore_patterns("analysis", "study.toml"))
+    monkeypatch.chdir(elsewhere)
+    out = analyze(Path(source.name), None, Options(reps=200, permutations=199)).out
+    return _analysed_files(out)
+
+
+def test_a_copied_folder_analyses_the_same_byte_for_byte_without_its_study_or_teachers(tmp_path, monkeypatch):
+    """A network study: its cells hash teacher files the copy does not have, and its study file names one."""
+    import torch
+
+    from study.network.envs import EnvSpec
+    from study.network.nets import Net
+    from study.network.teacher import TeacherMeta, save_teacher
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    spec = EnvSpec("minatar", "breakout")
+    torch.manual_seed(0)
+    net = Net("minatar", (4, 10, 10), 3)
+    meta = TeacherMeta(env=spec.to_dict(), obs_shape=[4, 10, 10], n_actions=3, algo="dqn", arch="minatar")
+    teacher = save_teacher(here / "teacher.pt", net, meta)
+    study = parse_study(f"""
+name = "copied"
+tier = "minatar"
+seeds = 2
+[fixed]
+game = "breakout"
+teacher_file = "{teacher}"
+iterations = 2
+eval_every = 1
+eval_episodes = 1
+rollout = 4
+num_envs = 2
+[factors]
+variant = ["rusu_kl", "on_policy_distill"]
+""")
+    assert not run_study(study, Path("r"), workers=1).failed
+    original = _analysed_files(analyze(Path("r"), None, Options(reps=200, permutations=199)).out)
+    teacher.unlink()
+    copied = _analyse_elsewhere(here / "r", tmp_path / "there", monkeypatch)
+    assert copied.keys() == original.keys() and "tables/final.csv" in copied
+    assert [name for name in original if copied[name] != original[name]] == []
+
+
+def test_a_tabular_folder_copied_elsewhere_analyses_the_same(folder, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    shutil.copytree(folder[0], here / folder[0].name, ignore=shutil.ignore_patterns("analysis"))
+    monkeypatch.chdir(here)
+    original = _analysed_files(analyze(Path(folder[0].name), None, Options(reps=200, permutations=199)).out)
+    copied = _analyse_elsewhere(here / folder[0].name, tmp_path / "there", monkeypatch)
+    assert copied.keys() == original.keys() and "tables/final.csv" in copied
+    assert [name for name in original if copied[name] != original[name]] == []
+
+
+def test_a_folder_without_a_manifest_says_what_to_do(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "study.json").write_text('{"name": "x", "fingerprint": "0"}')
+    with pytest.raises(AnalysisError, match="older version.*distill grid run"):
+        load_results(tmp_path / "old")
+    with pytest.raises(AnalysisError, match="no study.json"):
+        load_results(tmp_path)

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from study.cli import app
-from study.run.runner import run_study
 from study.run.checks import check_study
+from study.run.runner import run_study
 from study.spec import StudyError, parse_study
-from study.store import Store
+from study.store.store import Store
 
 TINY = """
 name = "tiny"

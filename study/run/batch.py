@@ -17,7 +17,8 @@ import torch
 
 from study.spec import Cell
 from study.spec.cells import NetworkCell, TabularCell
-from study.store import Store, Summary, provenance
+from study.store.format import Summary, provenance
+from study.store.store import Store
 
 
 def run_cells(cells: Sequence[Cell], device: str = "cpu") -> list[tuple[pd.DataFrame, Summary]]:

@@ -20,11 +20,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Literal
 
-from study.run.checks import check_study
 from study.run.batch import record_failed, run_batch
+from study.run.checks import check_study
 from study.run.tabular import batch_key
 from study.spec import Cell, Study
-from study.store import Store
+from study.store.store import Store
 
 Backend = Literal["local", "ray"]
 BATCH_CELLS = 32  # at most this many cells per task: batched speed, and progress in steps

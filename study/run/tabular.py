@@ -15,7 +15,7 @@ import torch
 from study.spec import Cell, canonical_json
 from study.spec.cells import TabularCell
 from study.spec.schema import EnvParams, StudentParams, TeacherParams, TrainParams
-from study.store import Summary
+from study.store.format import Summary
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Curves, Plan, TrainConfig, distill

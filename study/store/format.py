@@ -18,11 +18,18 @@ folder was copied to, without the study definitions or the teacher files that ma
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import platform
 import re
+import socket
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +188,44 @@ class Manifest:
         cells = [ManifestCell(**c) for c in data.get("cells", [])]
         return cls(data["name"], data["fingerprint"], data.get("tier", "tabular"), data.get("description", ""),
                    dict(data.get("sections", {})), cells)
+
+
+# ---- provenance ----------------------------------------------------------------------------------
+
+
+def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
+    """Where and with what a cell ran."""
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "python": sys.version.split()[0],
+        "torch": _version("torch"),
+        "gymnasium": _version("gymnasium"),
+        "ale-py": _version("ale-py"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "start": datetime.fromtimestamp(start, UTC).isoformat(),
+        "end": datetime.fromtimestamp(end, UTC).isoformat(),
+        "wall_seconds": round(end - start, 3),  # of the whole batch the cell ran in
+        "cells_in_batch": cells_in_batch,
+    }
+
+
+@functools.cache
+def _git(*args: str) -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # ---- reading a folder ----------------------------------------------------------------------------

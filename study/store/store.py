@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
-import platform
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -227,38 +220,3 @@ def manifest(study: Study, fingerprint: str) -> Manifest:
     keys = sorted({k for cell in study.cells for k in cell.params})
     return Manifest(study.name, fingerprint, study.spec.tier, study.spec.description,
                     {k: KEY_SECTION[k] for k in keys}, [ManifestCell(c.id, c.seed, c.params) for c in study.cells])
-
-
-def provenance(start: float, end: float, cells_in_batch: int) -> dict[str, Any]:
-    """Where and with what a cell ran."""
-    return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "python": sys.version.split()[0],
-        "torch": _version("torch"),
-        "gymnasium": _version("gymnasium"),
-        "ale-py": _version("ale-py"),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "start": datetime.fromtimestamp(start, UTC).isoformat(),
-        "end": datetime.fromtimestamp(end, UTC).isoformat(),
-        "wall_seconds": round(end - start, 3),  # of the whole batch the cell ran in
-        "cells_in_batch": cells_in_batch,
-    }
-
-
-@functools.cache
-def _git(*args: str) -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        return done.stdout.strip() if done.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
