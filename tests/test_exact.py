@@ -22,6 +22,9 @@ from study.tabular import exact, generators, teachers
 from study.tabular.mdp import TabularMDP
 from study.tabular.students import Student
 from variants import CATALOGUE, Control, Variant, VariantError
+from variants import rewards as reward_registry
+from variants import spec as spec_module
+from variants.rewards import NO_LOSS, RewardParts, RewardSpec
 
 DT = torch.float64
 
@@ -546,6 +549,51 @@ def test_gradient_field_flag_matches_the_jacobian_for_every_combination(control)
     assert checked[False] > 0
     if control in ("teacher", "uniform", "student"):
         assert checked[True] > 0
+
+
+def _register(monkeypatch, *specs: RewardSpec) -> None:
+    """Register rewards in a copy of the registry, everywhere it is read."""
+    registry = {**reward_registry.REWARDS, **{s.name: s for s in specs}}
+    for module in (reward_registry, spec_module, variants):
+        monkeypatch.setattr(module, "REWARDS", registry)
+
+
+def _half_logp(*, gamma, teacher_logp, student_logp, loss, v_teacher):
+    return RewardParts(now=0.5 * teacher_logp)
+
+
+def _next_v(*, gamma, teacher_logp, student_logp, loss, v_teacher):
+    return RewardParts(arrive=v_teacher)
+
+
+def test_a_registered_reward_gets_an_honest_derived_gradient_field(monkeypatch, one_garnet):
+    """A reward nobody wrote into Variant: its flag comes from its properties and the
+    Jacobian agrees; declaring a wrong property flips the flag, and the Jacobian catches it."""
+    mdp, teacher_out, params = one_garnet
+    _register(
+        monkeypatch,
+        RewardSpec("half_logp", "0.5 log pi_T(a_t|s_t)", _half_logp, completes=NO_LOSS, words="half log pi_T",
+                   needs_teacher_logp=True),
+        RewardSpec("half_logp_wrong", "the same, misdeclared", _half_logp, completes=frozenset({"mse"}),
+                   words="half log pi_T", needs_teacher_logp=True),
+        RewardSpec("next_v", "V_T(s_{t+1})", _next_v, completes=NO_LOSS, words="V_T of the next state",
+                   needs_v_teacher=True),
+    )
+    cases = [
+        (Variant(loss="none", reward="half_logp", tau=0.7), True),
+        (Variant(loss="cross_entropy", reward="half_logp", tau=0.7), False),
+        (Variant(control=Control(kind="teacher"), loss="cross_entropy", reward="half_logp", tau=0.7), True),
+        (Variant(loss="none", reward="next_v", env_reward=True), True),
+        (Variant(loss="mse", reward="next_v"), False),
+    ]
+    for v, field in cases:
+        assert v.gradient_field is field, v.describe()
+        asym = _asymmetry(_jacobian(v, mdp, teacher_out, params))
+        assert (asym < 1e-8) if field else (asym > 1e-3), (v.describe(), asym)
+    assert exact.values_needed(cases[3][0]) and not exact.values_needed(cases[0][0])
+    wrong = Variant(loss="mse", reward="half_logp_wrong", tau=0.7)
+    assert wrong.gradient_field  # the flag follows the declaration ...
+    assert _asymmetry(_jacobian(wrong, mdp, teacher_out, params)) > 1e-3  # ... which this check refutes
 
 
 def test_jacobians_with_shared_parameters_on_the_two_step_toy():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -11,7 +12,10 @@ import torch
 
 import variants
 from variants import CATALOGUE, Control, Variant, VariantError, losses
+from variants import rewards as reward_registry
+from variants import spec as spec_module
 from variants.policy import entropy, kl, student_log_probs, teacher_log_probs
+from variants.rewards import NO_LOSS, RewardParts, RewardSpec
 from variants.surrogate import pseudo_rewards, returns_to_go, surrogate
 
 DT = torch.float64
@@ -447,7 +451,7 @@ def test_rusu_rows_use_an_epsilon_greedy_teacher_and_replay():
         entry = variants.get(name)
         c = entry.variant.control
         assert c.kind == "teacher" and c.epsilon == 0.05 and c.teacher_tau == 0.0
-        assert entry.replay
+        assert entry.variant.replay and entry.to_dict()["replay"] is True
         assert "Rusu" in entry.reference
     assert "Czarnecki" in variants.get("n_distill").reference
 
@@ -770,3 +774,139 @@ def test_fingerprint_ignores_the_name_and_follows_the_parts():
     assert a.fingerprint == a.with_(name="other").fingerprint
     assert a.fingerprint != a.with_(tau=0.5).fingerprint
     assert a.fingerprint == Variant.from_dict(a.to_dict()).fingerprint
+
+
+# ---- replay: derived from the variant, one source of truth ---------------------------------------
+
+REPLAYED = {"teacher_distill", "rusu_nll", "rusu_mse", "rusu_kl"}
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_replay_follows_the_catalogue_rows(name):
+    """Fixed data with no pseudo-reward and no +R replay; the student's own data (dagger's
+    decaying mixture included) and any reward do not; the catalogue reads the variant's flag."""
+    entry = CATALOGUE[name]
+    assert entry.variant.replay is (name in REPLAYED)
+    assert entry.to_dict()["replay"] is entry.variant.replay
+
+
+def test_replay_needs_fixed_data_and_no_reward():
+    teacher = Control(kind="teacher")
+    assert Variant(control=Control(kind="uniform"), loss="mse").replay
+    assert Variant(control=Control(kind="mixture", beta=1.0, epsilon=0.3)).replay  # fixed mixture
+    assert not Variant(control=Control(kind="mixture", beta=0.5)).replay
+    assert not Variant(control=teacher, env_reward=True).replay
+    assert not Variant(control=teacher, reward="teacher_logp").replay
+    assert not Variant(control=teacher, loss="none", reward="teacher_v").replay  # r_t is inside it
+
+
+# ---- the reward registry: properties, not names ----------------------------------------------------
+
+
+def _register(monkeypatch, *specs: RewardSpec) -> None:
+    """Register rewards in a copy of the registry, everywhere it is read."""
+    registry = {**reward_registry.REWARDS, **{s.name: s for s in specs}}
+    for module in (reward_registry, spec_module, variants):
+        monkeypatch.setattr(module, "REWARDS", registry)
+
+
+def _now_logp(*, gamma, teacher_logp, student_logp, loss, v_teacher):
+    return RewardParts(now=0.5 * teacher_logp)
+
+
+def test_registry_entries_are_consistent():
+    for name, spec in reward_registry.REWARDS.items():
+        assert spec.name == name and spec.summary and spec.words
+        if spec.completes != "any":
+            assert spec.completes <= set(variants.LOSSES), name
+    assert reward_registry.REWARDS["none"].is_zero
+    assert not any(s.is_zero for n, s in reward_registry.REWARDS.items() if n != "none")
+
+
+def test_reward_parts_of_an_unknown_reward_name_what_is_allowed():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="unknown pseudo-reward 'bogus'; allowed: none, teacher_logp"):
+        variants.reward_parts("bogus", env_reward=False, gamma=1.0, teacher_logp=x, student_logp=x,
+                              loss=x[:, 0], v_teacher=None)
+
+
+def test_reward_parts_env_weight_follows_the_properties():
+    x = torch.zeros(2, 3)
+    kw = dict(gamma=0.9, teacher_logp=x, student_logp=x, loss=x[:, 0], v_teacher=x[:, 0])
+    assert variants.reward_parts("teacher_v", env_reward=False, **kw).env == 1.0  # includes r_t
+    assert variants.reward_parts("teacher_logp", env_reward=False, **kw).env == 0.0
+    assert variants.reward_parts("teacher_logp", env_reward=True, **kw).env == 1.0
+    with pytest.raises(ValueError, match="log pi_T"):
+        variants.reward_parts("log_ratio", env_reward=False, **{**kw, "teacher_logp": None})
+
+
+def _derived(control: Control, loss: str, reward: str, env: bool, gamma: float, n_step: int | None):
+    """Everything a variant derives from its reward, or the error that refuses it."""
+    try:
+        v = Variant(control=control, loss=loss, reward=reward, env_reward=env, gamma=gamma, n_step=n_step,
+                    tau=0.5)
+    except VariantError as err:
+        return str(err).replace(f"reward {reward!r}", "reward <name>")
+    return (v.gradient_field, v.objective, v.replay)
+
+
+@pytest.mark.parametrize("original", list(reward_registry.REWARDS))
+def test_a_renamed_copy_of_a_reward_derives_the_same_answers(monkeypatch, original):
+    """The derivations read the properties: a copy under another name gets the same answers."""
+    clone = dataclasses.replace(reward_registry.REWARDS[original], name="clone")
+    _register(monkeypatch, clone)
+    controls = [Control(kind="teacher"), Control(kind="student"), Control(kind="mixture", beta=0.5),
+                Control(kind="student", epsilon=0.1)]
+    for control, loss, env, gamma, n_step in itertools.product(
+            controls, list(variants.LOSSES), (False, True), (1.0, 0.9), (None, 2)):
+        case = (control, loss, env, gamma, n_step)
+        assert _derived(*case[:2], "clone", *case[2:]) == _derived(*case[:2], original, *case[2:]), case
+
+
+def test_a_new_reward_gets_its_gradient_field_from_its_properties(monkeypatch):
+    _register(
+        monkeypatch,
+        RewardSpec("half_logp", "0.5 log pi_T(a_t | s_t)", _now_logp, completes=NO_LOSS, words="half log pi_T",
+                   objective_term="- 0.5 log pi_T(a_t|s_t)", needs_teacher_logp=True),
+        RewardSpec("half_logp_ce", "made up", _now_logp, completes=frozenset({"cross_entropy"}),
+                   words="made up", student_dependent=True),
+        RewardSpec("shaped", "r_t + shaping", None, completes="any", words="the shaped reward",
+                   needs_v_teacher=True, needs_loss=True, includes_env_reward=True),
+    )
+    student, teacher = Control(kind="student"), Control(kind="teacher")
+    v = Variant(control=student, loss="none", reward="half_logp", tau=0.5)
+    assert v.gradient_field and v.objective == "E_{pi_theta}[sum_t - 0.5 log pi_T(a_t|s_t)]"
+    assert v.with_(env_reward=True).objective == "E_{pi_theta}[sum_t - 0.5 log pi_T(a_t|s_t) - r_t]"
+    assert not v.with_(loss="cross_entropy").gradient_field  # completes loss 'none' only
+    assert not v.with_(gamma=0.9).gradient_field and not v.with_(n_step=2).gradient_field
+    assert v.with_(control=teacher, loss="mse").gradient_field  # fixed data, student-independent reward
+    with pytest.raises(VariantError, match="reward 'half_logp' needs log pi_T"):
+        v.with_(tau=0.0)
+    # a student-dependent reward that completes cross_entropy
+    w = Variant(control=student, loss="cross_entropy", reward="half_logp_ce")
+    assert w.gradient_field and w.objective == "E_{pi_theta}[sum_t cross_entropy(s_t)]"
+    assert not w.with_(loss="mse").gradient_field
+    assert not w.with_(control=teacher).gradient_field and not w.with_(control=teacher).replay
+    # includes r_t, needs the loss, completes any loss
+    x = Variant(control=student, loss="mse", reward="shaped")
+    assert x.gradient_field and x.objective == "E_{pi_theta}[sum_t mse(s_t) - r_t]"
+    assert not x.replay and not x.with_(control=teacher).replay
+    with pytest.raises(VariantError, match="the shaped reward already contains the environment reward"):
+        x.with_(env_reward=True)
+    with pytest.raises(VariantError, match="reward 'shaped' is the shaped reward, which is zero with loss 'none'"):
+        x.with_(loss="none")
+    assert variants.reward_parts("shaped", env_reward=False, gamma=1.0, teacher_logp=None,
+                                 student_logp=torch.zeros(1, 2), loss=torch.zeros(1), v_teacher=None).env == 1.0
+
+
+def test_changing_a_property_changes_the_answer_under_the_same_name(monkeypatch):
+    """Expected entropy regularised is a gradient field only because its reward completes its loss."""
+    v = variants.variant("expected_entropy_regularised")
+    assert v.gradient_field
+    spec = reward_registry.REWARDS["teacher_logp_next"]
+    _register(monkeypatch, dataclasses.replace(spec, completes=NO_LOSS))
+    assert not Variant.from_dict(v.to_dict()).gradient_field
+    n = variants.variant("n_distill", control=Control(kind="teacher"))
+    assert not n.gradient_field
+    _register(monkeypatch, dataclasses.replace(reward_registry.REWARDS["neg_next_loss"], student_dependent=False))
+    assert Variant.from_dict(n.to_dict()).gradient_field

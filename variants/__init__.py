@@ -8,7 +8,7 @@ from variants.control import Control
 from variants.errors import VariantError
 from variants.losses import LOSSES, state_loss
 from variants.policy import kl, student_log_probs, teacher_log_probs
-from variants.rewards import REWARDS, RewardParts, reward_parts
+from variants.rewards import REWARDS, RewardParts, RewardSpec, reward_parts
 from variants.spec import Variant
 from variants.surrogate import masked_state_loss, returns_to_go, surrogate
 
@@ -19,6 +19,7 @@ __all__ = [
     "Control",
     "Entry",
     "RewardParts",
+    "RewardSpec",
     "Variant",
     "VariantError",
     "get",

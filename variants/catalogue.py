@@ -20,20 +20,18 @@ RUSU_CONTROL = Control(kind="teacher", teacher_tau=0.0, epsilon=0.05)
 class Entry:
     """A named variant with what the references say of it.
 
-    ``replay``: the recipe learns from a replay memory of collected data
-    (Rusu et al.) or an aggregated data set (DAgger). Loops that keep data
-    across iterations honour it; the tabular engine trains every variant on
-    fresh episodes (its exact mode on the expectation itself).
+    Whether it may learn from a replay memory is the variant's own derived
+    :attr:`Variant.replay`, so that the catalogue and the loops cannot disagree.
     """
 
     variant: Variant
     reference: str
     convergence: str
     preferred_when: str
-    replay: bool = False
 
     @property
     def name(self) -> str:
+        """The variant's name: the catalogue's key."""
         return self.variant.name
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,7 +49,7 @@ class Entry:
             "objective": v.objective,
             "convergence": self.convergence,
             "preferred_when": self.preferred_when,
-            "replay": self.replay,
+            "replay": v.replay,
             "reference": self.reference,
             "parts": v.to_dict(),
         }
@@ -59,9 +57,9 @@ class Entry:
 
 def _entry(name: str, control: Control, loss: str, reward: str, reference: str, convergence: str,
            preferred_when: str, **kwargs: Any) -> Entry:
-    replay = kwargs.pop("replay", False)
+    """A catalogue entry; ``kwargs`` are the variant's other parts."""
     variant = Variant(control=control, loss=loss, reward=reward, name=name, **kwargs)
-    return Entry(variant, reference, convergence, preferred_when, replay)
+    return Entry(variant, reference, convergence, preferred_when)
 
 
 CATALOGUE: dict[str, Entry] = {
@@ -88,14 +86,14 @@ CATALOGUE: dict[str, Entry] = {
                "imperfect or adversarial teachers whose values are still informative"),
         _entry("rusu_nll", RUSU_CONTROL, "nll", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "labels only: the teacher's greedy action",
-               tau=0.0, replay=True),
+               tau=0.0),
         _entry("rusu_mse", RUSU_CONTROL, "mse", "none", RUSU,
                "gradient field on the teacher's (replayed) data", "matching Q-values themselves",
-               tau=0.0, replay=True),
+               tau=0.0),
         _entry("rusu_kl", RUSU_CONTROL, "forward_kl", "none", RUSU,
                "gradient field on the teacher's (replayed) data",
                "Atari-scale distillation of DQN teachers (best of Rusu et al.'s three losses)",
-               tau=0.01, replay=True),
+               tau=0.01),
         _entry("on_policy_distill_r", STUDENT, "cross_entropy", "none", CZARNECKI,
                "not a gradient field; can oscillate for ever with shared parameters (Fig. 2)",
                "imperfect teachers with a tabular student", env_reward=True),
@@ -120,7 +118,7 @@ CATALOGUE: dict[str, Entry] = {
                "none", "Ross et al. 2011, DAgger",
                "no-regret over the aggregated data; not a gradient field of one objective",
                "only the teacher's actions are available, and the student's own states matter",
-               tau=0.0, replay=True),
+               tau=0.0),
     ]
 }
 

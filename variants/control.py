@@ -47,6 +47,7 @@ class Control:
     teacher_tau: float | None = None
 
     def __post_init__(self) -> None:
+        """Validate the parts and normalise numbers, so that a bad control fails where it is made."""
         for field in ("beta", "beta_final", "decay", "epsilon"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -17,7 +17,7 @@ from typing import Any
 from variants.control import Control
 from variants.errors import VariantError
 from variants.losses import LOSSES
-from variants.rewards import REWARDS, STUDENT_DEPENDENT_REWARDS, TEACHER_LOGP_REWARDS
+from variants.rewards import REWARDS, RewardSpec
 
 CRITICS: dict[str, str] = {
     "none": "Monte-Carlo returns (nothing bootstrapped)",
@@ -59,6 +59,7 @@ class Variant:
     name: str = ""
 
     def __post_init__(self) -> None:
+        """Validate and normalise, so that a bad or meaningless variant fails where it is made."""
         self._check_values()
         for name in NUMBER_RANGES:  # 1 and 1.0 are one variant
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -100,20 +101,25 @@ class Variant:
             raise VariantError(f"n_step: {self.n_step} is out of range; allowed: n_step >= 1 or none")
 
     def _check_meaning(self) -> None:
-        if self.loss == "none" and self.reward == "none" and not self.env_reward:
+        reward = self.reward_spec
+        has_loss = LOSSES[self.loss].fn is not None
+        if not has_loss and reward.is_zero and not self.env_reward:
             raise VariantError(
-                "meaningless variant: loss 'none', reward 'none' and no +R leave nothing to learn from"
+                f"meaningless variant: loss {self.loss!r}, reward {self.reward!r} and no +R leave nothing to "
+                "learn from"
             )
-        if self.v_cond and self.loss == "none":
-            raise VariantError("meaningless variant: +V cond masks the per-state loss, but the loss is 'none'")
-        if self.reward == "teacher_v" and self.env_reward:
+        if self.v_cond and not has_loss:
             raise VariantError(
-                "meaningless variant: the teacher V reward already contains the environment reward; drop +R"
+                f"meaningless variant: +V cond masks the per-state loss, but the loss is {self.loss!r}"
             )
-        if self.reward == "neg_next_loss" and self.loss == "none":
+        if reward.includes_env_reward and self.env_reward:
             raise VariantError(
-                "meaningless variant: reward 'neg_next_loss' is minus the next state's loss, "
-                "which is zero with loss 'none'"
+                f"meaningless variant: {reward.words} already contains the environment reward; drop +R"
+            )
+        if reward.needs_loss and not has_loss:
+            raise VariantError(
+                f"meaningless variant: reward {self.reward!r} is {reward.words}, "
+                f"which is zero with loss {self.loss!r}"
             )
         if self.critic != "none" and self.n_step is None:
             raise VariantError(
@@ -126,7 +132,7 @@ class Variant:
                     f"meaningless variant: loss {self.loss!r} needs log pi_T, which is -inf off the "
                     "argmax at tau 0; allowed: tau > 0"
                 )
-            if self.reward in TEACHER_LOGP_REWARDS:
+            if reward.needs_teacher_logp:
                 raise VariantError(
                     f"meaningless variant: reward {self.reward!r} needs log pi_T, which is -inf off the "
                     "argmax at tau 0; allowed: tau > 0"
@@ -135,14 +141,21 @@ class Variant:
     # ---- derived properties -------------------------------------------------
 
     @property
+    def reward_spec(self) -> RewardSpec:
+        """The pseudo-reward's registry entry: every reward-dependent answer below reads its properties."""
+        return REWARDS[self.reward]
+
+    @property
     def gradient_field(self) -> bool:
         """Whether the expected update is the gradient of one objective.
 
-        Fixed data (teacher, uniform control): yes, unless the return itself
-        moves with the student (N-distill's or KL regularised's reward held
-        under stopgrad). Student control: yes when the reward accounts for
-        how the loss changes the state distribution (N-distill, expected
-        entropy regularised) or when there is no loss at all, and only with
+        Derived from the reward's registry properties, never its name. Fixed
+        data (teacher, uniform control): yes, unless the return itself moves
+        with the student (``student_dependent``: N-distill's or KL
+        regularised's reward held under stopgrad). Student control: yes when
+        the reward ``completes`` the loss, i.e. accounts for how the loss
+        changes the state distribution (N-distill, expected entropy
+        regularised) or there is no loss at all, and only with
         whole undiscounted returns (gamma = 1, no n-step truncation): a
         discounted or truncated return drops part of the score function's
         credit. An exact critic restores the whole return in expectation, so
@@ -152,23 +165,18 @@ class Variant:
         not move with the student). Anything else, including +V cond and
         mixtures, is not.
         """
+        reward = self.reward_spec
         if self.v_cond:
             return False
         if not self.control.depends_on_student:
-            return self.reward not in STUDENT_DEPENDENT_REWARDS
+            return not reward.student_dependent
         if self.critic == "learned":
             return False
         if not self.control.is_pure_student:
             return False
         if self.gamma != 1.0 or self.truncated:
             return False
-        if self.loss == "none":
-            return self.reward in ("none", "teacher_logp", "teacher_v", "log_ratio")
-        if self.reward == "neg_next_loss":
-            return True
-        if self.reward == "teacher_logp_next":
-            return self.loss == "reverse_cross_entropy"
-        return False
+        return reward.completes_loss(self.loss)
 
     @property
     def truncated(self) -> bool:
@@ -182,16 +190,26 @@ class Variant:
             return "none: the update is not a gradient field"
         if not self.control.depends_on_student:
             return "E_q[sum_t l(s_t) - log pi_theta(a_t|s_t) R_t] with q and R fixed"
+        reward = self.reward_spec
         terms = []
-        if self.loss != "none":
+        if LOSSES[self.loss].fn is not None:
             terms.append(f"{self.loss}(s_t)")
-        if self.reward == "teacher_logp":
-            terms.append("- log pi_T(a_t|s_t)")
-        if self.reward == "log_ratio":
-            terms.append("+ log pi_theta(a_t|s_t) - log pi_T(a_t|s_t)")
-        if self.env_reward or self.reward == "teacher_v":
+        if reward.objective_term:
+            terms.append(reward.objective_term)
+        if self.env_reward or reward.includes_env_reward:
             terms.append("- r_t")
         return "E_{pi_theta}[sum_t " + " ".join(terms) + "]"
+
+    @property
+    def replay(self) -> bool:
+        """Whether a replay memory of the collected data is sound.
+
+        Teacher-driven (or uniform, or any control that does not depend on the
+        student) data with no pseudo-reward and no +R is a supervised problem:
+        old data are as good as new, so a replay memory of it is sound, as
+        Rusu et al. did.
+        """
+        return not self.control.depends_on_student and self.reward_spec.is_zero and not self.env_reward
 
     def describe(self) -> str:
         """control / loss / reward with modifiers, for tables."""

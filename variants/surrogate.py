@@ -18,7 +18,7 @@ from torch import Tensor
 
 from variants.losses import state_loss
 from variants.policy import student_log_probs, teacher_log_probs
-from variants.rewards import TEACHER_LOGP_REWARDS, reward_parts
+from variants.rewards import reward_parts
 from variants.spec import Variant
 
 
@@ -82,7 +82,7 @@ def _packed_rewards(
     Working on the valid steps only keeps the cost proportional to the steps
     that happened, not to the padding of the longest episode.
     """
-    needs_logp = variant.reward in TEACHER_LOGP_REWARDS
+    needs_logp = variant.reward_spec.needs_teacher_logp
     parts = reward_parts(
         variant.reward,
         env_reward=variant.env_reward,
@@ -129,19 +129,23 @@ def pseudo_rewards(
     v_teacher: Tensor | None = None,
 ) -> Tensor:
     """``r_hat_t`` along sampled trajectories ``[B, T]``; zero past the end of each one."""
-    index, p = _pack(valid, student_out=student_out, teacher_out=teacher_out, actions=actions, loss=loss,
-                     env_reward=env_reward, v_teacher=v_teacher)
+    index = _valid_steps(valid)
     return _packed_rewards(
-        variant, index, valid.shape, student_logp=student_log_probs(p["student_out"]).detach(),
-        teacher_out=p["teacher_out"], actions=p["actions"], loss=p["loss"].detach(),
-        env_reward=p["env_reward"], v_teacher=p["v_teacher"],
+        variant, index, valid.shape, student_logp=student_log_probs(student_out[index]).detach(),
+        teacher_out=teacher_out[index], actions=actions[index], loss=loss[index].detach(),
+        env_reward=_at(env_reward, index), v_teacher=_at(v_teacher, index),
     )
 
 
-def _pack(valid: Tensor, **tensors: Tensor | None) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor | None]]:
-    """The valid steps' entries of each ``[B, T, ...]`` tensor (``None`` stays ``None``)."""
-    index = valid.nonzero(as_tuple=True)
-    return index, {k: None if t is None else t[index] for k, t in tensors.items()}
+def _valid_steps(valid: Tensor) -> tuple[Tensor, Tensor]:
+    """The (episode, step) indices of the valid entries of ``valid`` ``[B, T]``."""
+    episode, step = valid.nonzero(as_tuple=True)
+    return episode, step
+
+
+def _at(tensor: Tensor | None, index: tuple[Tensor, Tensor]) -> Tensor | None:
+    """The valid steps' entries of an optional ``[B, T, ...]`` tensor (``None`` stays ``None``)."""
+    return None if tensor is None else tensor[index]
 
 
 def surrogate(
@@ -165,23 +169,28 @@ def surrogate(
     is the critic's value of each visited state, for variants with a critic;
     a learned critic's values carry the gradient its table is trained by.
     """
-    index, p = _pack(valid, student_out=student_out, teacher_out=teacher_out, actions=actions,
-                     env_reward=env_reward, v_teacher=v_teacher, v_student=v_student)
-    a = p["actions"]
-    loss = masked_state_loss(variant, p["student_out"], p["teacher_out"], p["v_teacher"], p["v_student"])
-    logp_all = student_log_probs(p["student_out"])
+    index = _valid_steps(valid)
+    a = actions[index]
+    student, teacher, v_teacher_at = student_out[index], teacher_out[index], _at(v_teacher, index)
+    loss = masked_state_loss(variant, student, teacher, v_teacher_at, _at(v_student, index))
+    logp_all = student_log_probs(student)
     rhat = _packed_rewards(
-        variant, index, valid.shape, student_logp=logp_all.detach(), teacher_out=p["teacher_out"], actions=a,
-        loss=loss.detach(), env_reward=p["env_reward"], v_teacher=p["v_teacher"],
+        variant, index, valid.shape, student_logp=logp_all.detach(), teacher_out=teacher, actions=a,
+        loss=loss.detach(), env_reward=_at(env_reward, index), v_teacher=v_teacher_at,
     )
     ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()
+    critic: Tensor | None = None
     if variant.critic != "none":
         if v_critic is None:
             raise ValueError(f"variant {variant.name or variant.describe()!r} needs the critic's values (v_critic)")
-        ret = bootstrapped(ret, v_critic.detach(), valid, variant.gamma, variant.n_step)
+        if variant.n_step is None:  # Variant refuses a critic without n_step already
+            raise ValueError(f"variant {variant.name or variant.describe()!r}: a critic needs n_step")
+        critic = v_critic
+        ret = bootstrapped(ret, critic.detach(), valid, variant.gamma, variant.n_step)
     ret = ret[index]
     logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
     per_step = -logp * ret + loss
     if variant.critic == "learned":
-        per_step = per_step + 0.5 * (ret - v_critic[index]) ** 2
+        assert critic is not None  # set above: a learned critic is a critic
+        per_step = per_step + 0.5 * (ret - critic[index]) ** 2
     return per_step.new_zeros(valid.shape[0]).index_add(0, index[0], per_step)

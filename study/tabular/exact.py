@@ -82,7 +82,7 @@ def expected_pseudo_reward(
 
 def values_needed(variant: Variant) -> bool:
     """Whether the variant reads V_T (teacher V reward, +V cond)."""
-    return variant.reward == "teacher_v" or variant.v_cond
+    return variant.reward_spec.needs_v_teacher or variant.v_cond
 
 
 def check_exact(variant: Variant) -> None:
