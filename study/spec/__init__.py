@@ -1,7 +1,9 @@
 """Study definitions: the TOML schema, grid expansion and cell ids. Pure: imports only ``variants``."""
 
-from study.spec.grid import Cell, Study, build_variant, builtin_studies, canonical_json, load_study, parse_study
+from study.spec.cells import Cell, NetworkCell, TabularCell, build_variant, canonical_json
+from study.spec.grid import Study, builtin_studies, load_study, parse_study, to_toml
 from study.spec.schema import KEY_SECTION, PRECISIONS, LoopParams, StudyError, StudyFile
 
-__all__ = ["KEY_SECTION", "PRECISIONS", "Cell", "LoopParams", "Study", "StudyError", "StudyFile", "build_variant",
-           "builtin_studies", "canonical_json", "load_study", "parse_study"]
+__all__ = ["KEY_SECTION", "PRECISIONS", "Cell", "LoopParams", "NetworkCell", "Study", "StudyError", "StudyFile",
+           "TabularCell", "build_variant", "builtin_studies", "canonical_json", "load_study", "parse_study",
+           "to_toml"]

@@ -186,8 +186,8 @@ def _expand(spec: StudyFile, where: str) -> list[Cell]:
     return list(cells.values())
 
 
-def _cell(tier: str, seed: int, params: dict[str, Any], given: dict[str, Any],
-          sections: dict[str, BaseModel]) -> Cell:
+def _cell(tier: str, seed: int, params: dict[str, Any], given: dict[str, Any], sections: dict[str, Any]) -> Cell:
+    """A typed cell: the tier's section models (validated per ``TIERS``) become its fields."""
     variant = build_variant(params)
     kind = TabularCell if tier == "tabular" else NetworkCell
     return kind(tier=tier, seed=seed, variant=variant, params=params, given=given, **sections)

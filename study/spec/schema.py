@@ -7,7 +7,7 @@ student or the training budget. Pure: pydantic models and the variant catalogue 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,7 +22,8 @@ class StudyError(ValueError):
 STICKY = {"minatar": 0.1, "atari": 0.25}
 
 #: the arithmetic a network student may train in (study.network.nets)
-PRECISIONS = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 VARIANT_KEYS = ("variant", "control", "beta", "schedule", "beta_final", "horizon", "decay", "epsilon",
                 "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step",
@@ -128,7 +129,7 @@ class LoopParams(BaseModel):
     # the student's arithmetic: bf16 mixed precision is faster on CPUs with AMX and on GPUs; the teacher
     # always computes in fp32, since at a temperature of 0.01 bf16's rounding of its outputs would move the
     # targets
-    precision: Literal[PRECISIONS] = "fp32"
+    precision: Precision = "fp32"
 
     @model_validator(mode="after")
     def _one_rollout_fits(self) -> LoopParams:
@@ -178,14 +179,15 @@ class StudyFile(BaseModel):
         def is_int(x: Any) -> bool:
             return isinstance(x, int) and not isinstance(x, bool)
 
-        if is_int(value):
+        if isinstance(value, int) and not isinstance(value, bool):
             if not 1 <= value <= MAX_SEED:
                 raise ValueError(f"a seed count must be between 1 and {MAX_SEED}")
             return value
         if isinstance(value, list) and value and all(is_int(x) for x in value):
-            if len(set(value)) != len(value) or min(value) < 0 or max(value) > MAX_SEED:
+            seeds = [int(x) for x in value]
+            if len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > MAX_SEED:
                 raise ValueError(f"a seed list must be distinct whole numbers from 0 to {MAX_SEED}")
-            return value
+            return seeds
         raise ValueError("allowed: a whole-number count (seeds = 3) or a list of whole numbers (seeds = [0, 1])")
 
     @property
