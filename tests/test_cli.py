@@ -57,6 +57,19 @@ def test_claims_json_and_exit_status(tmp_path):
     assert result.exit_code == (0 if claim["holds"] else 1)
 
 
+def test_claims_figures_draws_the_fig2_toy_phase_portrait(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["claims", "--only", "theorem2_symmetric", "--figures", str(blocker)])
+    assert result.exit_code == 2 and "allowed: a folder" in result.stderr
+    figures = tmp_path / "figures"
+    result = runner.invoke(app, ["claims", "--quick", "--only", "theorem2_symmetric", "--figures", str(figures)],
+                           env={"COLUMNS": "400"})
+    assert result.exit_code in (0, 1), result.output
+    assert f"wrote {figures / 'fig2_toy.png'}, {figures / 'fig2_toy.pdf'}" in result.stdout
+    assert (figures / "fig2_toy.png").stat().st_size > 2000 and (figures / "fig2_toy.pdf").is_file()
+
+
 def test_demo_runs_the_demo_study_and_ends_with_its_report(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--mdps", "2", "--seeds", "2", "--iterations", "4", "--workers", "1"]

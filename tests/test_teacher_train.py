@@ -35,6 +35,7 @@ def test_training_writes_a_teacher_file_with_its_curve_and_checkpoint(tmp_path, 
     assert all(v.dtype == torch.float32 for v in teacher.net.state_dict().values())  # bf16 weights: never
     ckpt, curve = paths(out)
     assert ckpt.is_file() and curve == result.curve
+    assert not curve.with_suffix(".png").exists()  # study does not draw; `distill teacher train` does
     rows = list(csv.DictReader(curve.open()))
     assert rows and all(float(r["score"]) >= 0 for r in rows)  # unclipped Breakout scores
 
@@ -102,13 +103,18 @@ def test_teacher_eval_reports_the_score(tmp_path):
     assert "over 3 episodes" in result.stdout.replace("\n", " ")
 
 
-def test_teacher_list_tabulates_a_folder_and_draws_curves(tmp_path):
+def test_teacher_train_and_list_draw_the_curve_and_tabulate_a_folder(tmp_path):
     out = tmp_path / "minatar-breakout.pt"
-    train_teacher(SPEC, "ppo", 1_024, out, device="cpu", eval_episodes=1, config={"rollout": 32})
-    assert out.with_name(out.name + ".curve.png").stat().st_size > 2000  # drawn when training ends
+    result = runner.invoke(app, ["teacher", "train", "minatar/breakout", "--algo", "ppo", "--steps", "1024",
+                                 "--out", str(out), "--device", "cpu", "--eval-episodes", "1"])
+    assert result.exit_code == 0, result.output
+    figure = out.with_name(out.name + ".curve.png")
+    assert figure.stat().st_size > 2000 and figure.with_suffix(".pdf").is_file()  # drawn when training ends
+    figure.unlink()
     md = tmp_path / "README.md"
     result = runner.invoke(app, ["teacher", "list", str(tmp_path), "--markdown", str(md), "--curves"])
     assert result.exit_code == 0, result.output
+    assert figure.stat().st_size > 2000  # --curves redraws it
     text = md.read_text()
     assert "| minatar-breakout.pt | MinAtar/Breakout-v1 | 0.1 | ppo |" in text
     assert runner.invoke(app, ["teacher", "list", str(tmp_path / "none")]).exit_code == 2

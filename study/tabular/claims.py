@@ -10,7 +10,6 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -282,11 +281,10 @@ def toy_field(name: str, teacher_out: torch.Tensor, xlim: tuple[float, float], y
     return grid_x, grid_y, u[0], u[1]
 
 
-def toy_phase_portrait(path: Path, quick: bool = False) -> list[Path]:
-    """Fig. 2 style: the update fields of on-policy distill + R and N-distill + R with their exact-update
-    paths from (0, 0), for the teacher the claim check uses."""
-    from analysis.plots import phase_portrait
-
+def toy_portrait_data(quick: bool = False) -> tuple[dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
+    """What a Fig. 2 style phase portrait shows, for the teacher the claim check uses: the update fields
+    ``(X, Y, U, V)`` of on-policy distill + R and N-distill + R over the region their exact-update paths from
+    (0, 0) cover, and those paths (``[iterations + 1, 2]``). Drawing is the command line's job."""
     teacher = torch.tensor([TOY_TEACHER], dtype=F64)
     iters = 1500 if quick else 6000
     names = ("on_policy_distill_r", "n_distill_r")
@@ -295,7 +293,7 @@ def toy_phase_portrait(path: Path, quick: bool = False) -> list[Path]:
     lo, hi = every.min(0) - 1.5, every.max(0) + 1.5
     fields = {name: toy_field(name, teacher, (lo[0], hi[0]), (lo[1], hi[1]), n=11 if quick else 21)
               for name in names}
-    return phase_portrait(fields, path, trajectories=paths, title="Fig. 2 toy: exact updates from (0, 0)")
+    return fields, paths
 
 
 def _iterations_to_reach(curves: Curves, frac: float) -> torch.Tensor:

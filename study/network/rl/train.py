@@ -48,18 +48,6 @@ def paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(out.name + ".ckpt"), out.with_name(out.name + ".curve.csv")
 
 
-def draw_curve(out: Path) -> list[Path]:
-    """The teacher's learning curve as a figure (OUT.curve.png and .pdf) from its CSV."""
-    import pandas as pd
-
-    from analysis.plots import training_curve
-
-    meta, _ = read_teacher(out)
-    curve = paths(out)[1]
-    return training_curve(pd.read_csv(curve), curve.with_suffix(".png"),
-                          title=f"{meta.env_spec.id}: {meta.algo}, score {meta.eval_mean:.2f} +- {meta.eval_std:.2f}")
-
-
 def teacher_table(folder: Path) -> list[dict[str, Any]]:
     """One row per teacher file in ``folder``: what it is and how well it plays."""
     rows = []
@@ -119,7 +107,7 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
     curve.write(curve_path)
     net = set_precision(net, "fp32").cpu().eval()  # scored as it will be loaded: a teacher computes in fp32
     scores = evaluate(_acting(net, algo, eval_epsilon, seed), spec, eval_episodes, seed + 7919, torch.device("cpu"))
-    from study.store import provenance
+    from study.store.format import provenance
 
     meta = TeacherMeta(env=spec.to_dict(), obs_shape=list(net.obs_shape), n_actions=net.head.out_features,
                        algo=algo, arch=net.trunk.arch,
@@ -129,8 +117,6 @@ def train_teacher(spec: EnvSpec, algo: str, steps: int, out: Path, *, resume: bo
                        extra={"seed": seed, "eval_epsilon": eval_epsilon if algo == "dqn" else None,
                               "config": cfg.__dict__, "frames": done * (4 if spec.tier == "atari" else 1)})
     save_teacher(out, net, meta)
-    if curve.rows:
-        draw_curve(out)
     return Trained(meta, out, curve_path, seconds, (done - first) / max(seconds, 1e-9))
 
 

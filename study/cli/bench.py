@@ -1,0 +1,146 @@
+"""`distill bench tabular|grid|atari|stats`: the speed benchmarks (their targets live here, not in tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from study.cli.common import UsageError, cli_errors, err, out, progress
+
+
+@cli_errors
+def bench_tabular_cmd(
+    mdps: Annotated[int, typer.Option(help="Grid worlds in the batch.")] = 1000,
+    size: Annotated[int, typer.Option(help="Grid side.")] = 20,
+    iterations: Annotated[int, typer.Option(help="Iterations per run (the first is not timed).")] = 6,
+    loop_mdps: Annotated[int | None, typer.Option(help="MDPs the per-MDP loop covers (default: all).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s."""
+    from study.bench import bench_tabular
+    from study.store.format import check_writable_file, write_json
+
+    for name, value, low in (("mdps", mdps, 1), ("size", size, 3), ("iterations", iterations, 2),
+                             ("loop-mdps", loop_mdps if loop_mdps is not None else 1, 1)):
+        if value < low:
+            raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= {low}")
+    if json_path is not None:
+        check_writable_file(json_path)
+    total = mdps if loop_mdps is None else min(loop_mdps, mdps)
+    with progress() as bar:
+        task = bar.add_task("per-MDP loop", total=total)
+        result = bench_tabular(mdps=mdps, size=size, iterations=iterations, loop_mdps=loop_mdps,
+                               progress=lambda done: bar.update(task, completed=done))
+    table = Table(title=f"tabular engine: {mdps} grid worlds {size}x{size}, sampled on-policy distill")
+    for col in ("engine", "MDPs", "timed iterations", "seconds", "MDP-iterations/s"):
+        table.add_column(col)
+    timed = iterations - 1
+    table.add_row("batched", str(mdps), str(timed), f"{result.batched_seconds:.2f}", f"{result.batched_rate:,.0f}")
+    table.add_row("per-MDP loop", str(result.loop_mdps), str(timed), f"{result.loop_seconds:.2f}",
+                  f"{result.loop_rate:,.0f}")
+    out.print(table)
+    out.print(f"speed-up: {result.ratio:.1f}x (target: >= 50x at 1000 MDPs)")
+    out.print(f"projected Fig. 3 scale (1000 grid worlds x 30,000 iterations): "
+              f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 curves")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(result))
+
+
+@cli_errors
+def bench_grid_cmd(
+    empty_cells: Annotated[int, typer.Option(help="Trivial cells that measure the runner's own cost.")] = 200,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """The grid runner's overhead per cell, and the speed-up of 2 workers over 1 on a small tabular study."""
+    from study.bench import bench_grid
+    from study.store.format import check_writable_file, write_json
+
+    if empty_cells < 1:
+        raise UsageError(f"--empty-cells: {empty_cells} is out of range; allowed: empty-cells >= 1")
+    if json_path is not None:
+        check_writable_file(json_path)
+    with err.status("timing the grid runner"):
+        result = bench_grid(empty_cells)
+    out.print(f"runner overhead: {result.seconds_per_empty_cell * 1000:.1f} ms per cell "
+              f"(over {result.empty_cells} empty cells, 1 worker)")
+    out.print(f"small tabular study ({result.study_cells} cells): {result.seconds_1_worker:.1f} s with 1 worker, "
+              f"{result.seconds_2_workers:.1f} s with 2; speed-up {result.speedup:.2f}x")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(result))
+
+
+@cli_errors
+def bench_atari_cmd(
+    envs: Annotated[int, typer.Option(help="Environments, the same for every part.")] = 8,
+    steps: Annotated[int, typer.Option(help="Agent steps per part (4 frames each).")] = 4096,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: one per core).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, auto (the GPU when present) or cuda: where the networks "
+                                             "run, for all three learners.")] = "cpu",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """Frames per second on Pong: raw stepping of ale-py's vector env, the distillation loop (teacher acting,
+    the 25% student learning with Rusu's KL) and our PPO, each with the student in fp32 and in bf16, next to
+    stable-baselines3's PPO."""
+    from study.bench import bench_atari
+    from study.store.format import check_writable_file, write_json
+
+    if envs < 1 or steps < envs * 64 or (threads is not None and threads < 1):
+        raise UsageError(f"--envs {envs} / --steps {steps} / --threads {threads}; allowed: envs >= 1, "
+                         "steps >= 64 x envs, threads >= 1")
+    if json_path is not None:
+        check_writable_file(json_path)
+    from study.network.rl.common import pick_device
+
+    pick_device(device)  # a device that is not there is refused before any work
+    with err.status("timing Pong: raw stepping, distillation, PPO, stable-baselines3"):
+        r = bench_atari(envs, steps, threads, device)
+    out.print(f"raw stepping:              {r.raw_fps:,.0f} frames/s")
+    for label, fps, ratio in (("distillation loop, fp32:", r.distill_fps, r.distill_over_raw),
+                              ("distillation loop, bf16:", r.distill_bf16_fps, r.distill_bf16_over_raw)):
+        out.print(f"{label:26} {fps:,.0f} frames/s ({ratio:.2f} x raw; student {r.student_fraction:.0%} of the "
+                  "teacher's parameters; target >= 0.5)")
+    if r.sb3_fps is None:
+        out.print("stable-baselines3:         not installed (pip install -c constraints.txt -e '.[bench]')")
+    else:
+        out.print(f"stable-baselines3 PPO:     {r.sb3_fps:,.0f} frames/s")
+    for label, fps, ratio in (("our PPO, fp32:", r.ppo_fps, r.ppo_over_sb3),
+                              ("our PPO, bf16:", r.ppo_bf16_fps, r.ppo_bf16_over_sb3)):
+        vs = f" ({ratio:.2f} x stable-baselines3; target >= 1.5)" if ratio is not None else ""
+        out.print(f"{label:26} {fps:,.0f} frames/s{vs}")
+    out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s), "
+              f"networks on {r.device}; "
+              f"machine: {r.machine}", soft_wrap=True)
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(r))
+
+
+@cli_errors
+def bench_stats_cmd(
+    reps: Annotated[int, typer.Option(help="Bootstrap resamples per variant.")] = 50_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
+) -> None:
+    """Time stratified-bootstrap resamples of the IQM on a 10 seeds x 10 environments x 12 variants score
+    matrix, against a loop that draws one resample at a time."""
+    from study.bench import bench_stats
+    from study.store.format import check_writable_file, write_json
+
+    if reps < 100:
+        raise UsageError(f"--reps: {reps} is out of range; allowed: reps >= 100")
+    if json_path is not None:
+        check_writable_file(json_path)
+    with err.status("timing the bootstrap"):
+        result = bench_stats(reps)
+    out.print(f"{result.reps:,} stratified resamples of the IQM for each of {result.variants} variants "
+              f"({result.seeds} seeds x {result.envs} environments): {result.seconds:.2f} s "
+              f"({result.resamples_per_second:,.0f} resamples/s)")
+    out.print(f"one resample at a time: {result.loop_resamples_per_second:,.0f} resamples/s "
+              f"(timed on {result.loop_reps:,}); vectorised speed-up {result.speedup:.0f}x")
+    out.print(f"machine: {result.machine}")
+    if json_path is not None:
+        write_json(json_path, dataclasses.asdict(result))

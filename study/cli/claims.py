@@ -1,0 +1,70 @@
+"""`distill claims`: the papers' convergence claims on toy MDPs, with the Fig. 2 toy's phase portrait."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from study.cli.common import UsageError, cli_errors, err, out, progress
+
+
+@cli_errors
+def claims_cmd(
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller version (seconds instead of minutes).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the verdicts and evidence here.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only this claim (repeatable).")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toy's phase portrait into this "
+                                                     "folder (fig2_toy.png and .pdf).")] = None,
+) -> None:
+    """Check the papers' convergence claims on toy MDPs; exit 0 only if every claim holds."""
+    import torch
+
+    from study.store.format import check_writable_file, write_json
+    from study.tabular.claims import CLAIMS, run_claims
+
+    keys = [c.key for c in CLAIMS]
+    for key in only or []:
+        if key not in keys:
+            raise UsageError(f"--only: unknown claim {key!r}; allowed: {', '.join(keys)}")
+    if json_path is not None:
+        check_writable_file(json_path)
+    if figures is not None and figures.exists() and not figures.is_dir():
+        raise UsageError(f"--figures {figures}: is a file; allowed: a folder (created if missing)")
+    torch.set_num_threads(1)
+    todo = [c for c in CLAIMS if not only or c.key in only]
+    with progress() as bar:
+        task = bar.add_task("checking claims", total=len(todo))
+        results = run_claims(quick=quick, only=only, on_done=lambda r: bar.advance(task))
+    table = Table(title="claims" + (" (quick)" if quick else ""), show_lines=True)
+    for col in ("claim", "reference", "holds", "evidence"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        table.add_row(r.claim, r.reference, "[green]yes[/]" if r.holds else "[red]no[/]", r.summary)
+    out.print(table)
+    if json_path is not None:
+        write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
+        out.print(f"wrote {json_path}")
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        with err.status("drawing the Fig. 2 toy's phase portrait"):
+            written = draw_toy_portrait(figures / "fig2_toy", quick=quick)
+        out.print(f"wrote {', '.join(str(p) for p in written)}")
+    failed = [r.key for r in results if not r.holds]
+    if failed:
+        out.print(f"[red]{len(failed)} of {len(results)} claims do not hold:[/] {', '.join(failed)}")
+        raise typer.Exit(1)
+    out.print(f"all {len(results)} claims hold")
+
+
+def draw_toy_portrait(path: Path, quick: bool = False) -> list[Path]:
+    """Fig. 2 style: the update fields of on-policy distill + R and N-distill + R with their exact-update
+    paths from (0, 0) (PATH.png and .pdf). The numbers come from ``study``, the drawing from ``analysis``,
+    and only the command line knows both."""
+    from analysis.plots import phase_portrait
+    from study.tabular.claims import toy_portrait_data
+
+    fields, paths = toy_portrait_data(quick=quick)
+    return phase_portrait(fields, path, trajectories=paths, title="Fig. 2 toy: exact updates from (0, 0)")

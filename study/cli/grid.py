@@ -1,0 +1,139 @@
+"""`distill grid plan|run|status`: check a study, run its cells (resumably), and count what is done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from study.cli.common import UsageError, cli_errors, err, out, progress
+
+if TYPE_CHECKING:
+    from study.run.runner import RunReport
+
+
+@cli_errors
+def grid_plan_cmd(
+    study: Annotated[str, typer.Argument(help="A built-in study name or a path to a TOML file.")],
+    show: Annotated[int, typer.Option(help="How many cells to list.")] = 10,
+) -> None:
+    """Validate a study and show its factors, cell count and first cells, without running anything."""
+    from study.run.checks import check_study
+    from study.spec import load_study
+
+    if show < 0:
+        raise UsageError(f"--show: {show} is out of range; allowed: show >= 0")
+    s = check_study(load_study(study))
+    spec = s.spec
+    out.print(f"[bold]{spec.name}[/] ({spec.tier}) from {s.path}")
+    if spec.description:
+        out.print(spec.description)
+    for key, values in spec.factors.items():
+        out.print(f"  factor {key}: {', '.join(map(str, values))}")
+    for key, value in spec.fixed.items():
+        out.print(f"  fixed  {key} = {value}")
+    if spec.exclude or spec.include:
+        out.print(f"  {len(spec.exclude)} exclude and {len(spec.include)} include rule(s)")
+    seeds = spec.seed_list
+    out.print(f"{s.points} grid points x {len(seeds)} seeds ({', '.join(map(str, seeds))}) = {len(s.cells)} cells")
+    table = Table(title=f"first {min(show, len(s.cells))} cells")
+    table.add_column("cell id", no_wrap=True)
+    keys = list(spec.factors) or ["variant"]
+    for key in keys:
+        table.add_column(key)
+    table.add_column("seed")
+    for cell in s.cells[:show]:
+        table.add_row(cell.id, *(str(cell.params.get(k, "")) for k in keys), str(cell.seed))
+    out.print(table)
+
+
+@cli_errors
+def grid_run_cmd(
+    study: Annotated[str, typer.Argument(help="A built-in study name or a path to a TOML file.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Results folder (default: results/<study>).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: one per core).")] = None,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    device: Annotated[str, typer.Option(help="Where network cells run their networks: cpu, auto (the GPU "
+                                             "when present) or cuda. Not part of a cell's id.")] = "cpu",
+    reuse: Annotated[list[Path] | None, typer.Option(
+        "--reuse", help="Another study's results folder: its finished cells that this study also has (the "
+                        "same cell id) are copied instead of run. Repeatable.")] = None,
+) -> None:
+    """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
+    from study.run.checks import check_study
+    from study.run.runner import run_study
+    from study.spec import load_study
+
+    if backend not in ("local", "ray"):
+        raise UsageError(f"--backend: {backend!r} is not a backend; allowed: local, ray")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers: {workers} is out of range; allowed: workers >= 1")
+    if ray_address and backend != "ray":
+        raise UsageError("--ray-address needs --backend ray")
+    from study.network.rl.common import pick_device
+
+    pick_device(device)  # refused before anything is written when it is not there
+    s = check_study(load_study(study))
+    target = out_dir or Path("results") / s.name
+    resume = resume_command(study, target, backend, ray_address, workers, device, reuse or [])
+    with progress(transient=False) as bar:
+        task = bar.add_task("cells", total=None)
+
+        def update(r: RunReport) -> None:
+            todo = r.total - r.skipped
+            bar.update(task, total=todo, completed=len(r.done) + len(r.failed),
+                       description=f"cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left")
+
+        try:
+            report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
+                               retry_failed=retry_failed, on_update=update, device=device, reuse=reuse or [])
+        except KeyboardInterrupt:
+            err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
+            raise typer.Exit(130) from None
+    copied = f" ({report.reused} copied from --reuse)" if reuse else ""
+    out.print(f"{s.name}: {len(report.done)} cells run, {report.skipped} already there{copied}, "
+              f"{len(report.failed)} failed; results in {target}")
+    if report.failed:
+        out.print(f"see the error.json of failed cells (distill grid status {target}); rerun them with: "
+                  f"{resume} --retry-failed", soft_wrap=True)
+
+
+def resume_command(study: str, target: Path, backend: str, ray_address: str | None, workers: int | None,
+                   device: str, reuse: list[Path]) -> str:
+    """The `distill grid run` line that continues this run, printed when it is interrupted or cells fail:
+    the settings that were given, and nothing that was left at its default."""
+    line = f"distill grid run {study} --out {target}"
+    line += f" --backend {backend}" if backend != "local" else ""
+    line += f" --ray-address {ray_address}" if ray_address else ""
+    line += f" --workers {workers}" if workers else ""
+    line += f" --device {device}" if device != "cpu" else ""
+    return line + "".join(f" --reuse {p}" for p in reuse)
+
+
+@cli_errors
+def grid_status_cmd(
+    folder: Annotated[Path, typer.Argument(help="A study results folder.")],
+) -> None:
+    """Count done, failed, running and missing cells of a results folder (the cells its manifest lists)."""
+    from study.store import format as F
+
+    try:
+        manifest = F.read_manifest(folder)
+    except F.FormatError as exc:
+        raise UsageError(str(exc)) from None
+    live = F.running(folder)
+    state: dict[str, list[str]] = {key: [] for key in F.STATUSES}
+    for cell in manifest.cells:
+        state[F.cell_status(folder, cell.id, live)].append(cell.id)
+    table = Table(title=f"{manifest.name}: {len(manifest.cells)} cells")
+    for col in ("state", "cells"):
+        table.add_column(col)
+    for key in F.STATUSES:
+        table.add_row(key, str(len(state[key])))
+    out.print(table)
+    for cell_id in state["failed"]:
+        out.print(f"failed {cell_id}: {F.error_line(folder, cell_id)}", soft_wrap=True)
