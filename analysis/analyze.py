@@ -23,8 +23,7 @@ from analysis import plots, stats
 from analysis.load import NORMALISED, AnalysisError, Results, higher_is_better, load_results
 from analysis.report import Figure, Report, Section, Table
 from analysis.tables import number, pvalue, with_interval, write_table
-from study.store.format import pid_alive
-from study.store.format import write_text
+from study.store.format import pid_alive, write_text
 
 MARKER = "analysis.json"
 STAT_NAMES = {"mean": "mean", "median": "median", "iqm": "IQM", "optimality_gap": "optimality gap"}
@@ -52,6 +51,8 @@ class Options:
 
 @dataclass
 class Outcome:
+    """Where the report was written, the cells counted by status, and the headline findings the CLI prints."""
+
     out: Path
     report_md: Path
     report_html: Path

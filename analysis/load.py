@@ -57,6 +57,7 @@ class Results:
 
     @property
     def metrics(self) -> list[str]:
+        """The metrics recorded in the finished cells' curves, sorted (none before a cell finishes)."""
         return sorted(self.curves["metric"].unique()) if len(self.curves) else []
 
     @property
@@ -71,6 +72,7 @@ class Results:
 
     @property
     def unit_name(self) -> str:
+        """What a comparison's units are, in words for the report: MDPs when tasks are clustered, else seeds."""
         return "MDPs" if self.clustered else "seeds"
 
     def colour_keys(self, facet: str | None) -> dict[str, str]:
@@ -105,6 +107,7 @@ class Results:
 
 
 def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is the better one (every metric but the KL divergences)."""
     return HIGHER_IS_BETTER.get(metric, True)
 
 

@@ -16,6 +16,8 @@ from analysis.tables import html_table, markdown
 
 @dataclass
 class Table:
+    """A table block: the frame shown, its caption and where its files are."""
+
     frame: pd.DataFrame
     caption: str
     files: str = ""  # where the CSV, Markdown and LaTeX versions are, relative to the report
@@ -23,6 +25,8 @@ class Table:
 
 @dataclass
 class Figure:
+    """A figure block: the PNG to link or embed and its caption."""
+
     path: Path  # the PNG; a PDF sits beside it
     caption: str
 
@@ -32,20 +36,26 @@ Block = str | Table | Figure
 
 @dataclass
 class Section:
+    """A titled part of the report and its blocks, in order."""
+
     title: str
     blocks: list[Block] = field(default_factory=list)
 
     def add(self, *blocks: Block) -> Section:
+        """Append blocks; returns the section so calls chain."""
         self.blocks.extend(blocks)
         return self
 
 
 @dataclass
 class Report:
+    """The whole report: a title and its sections, rendered by ``markdown`` and ``html``."""
+
     title: str
     sections: list[Section] = field(default_factory=list)
 
     def section(self, title: str) -> Section:
+        """Start a new section at the end of the report and return it for blocks to be added."""
         self.sections.append(Section(title))
         return self.sections[-1]
 

@@ -27,10 +27,12 @@ CHUNK = 4_000_000  # resampled values held at once
 
 
 def mean(x: np.ndarray) -> np.ndarray:
+    """The mean over runs: efficient, but pulled by a few runs far off the rest."""
     return np.mean(x, axis=-1)
 
 
 def median(x: np.ndarray) -> np.ndarray:
+    """Median over runs (robust to a few runs far off the rest)."""
     return np.median(x, axis=-1)
 
 
@@ -74,6 +76,7 @@ class Strata:
     @classmethod
     def of(cls, values: Sequence[float], strata: Sequence[object] | None = None,
            clusters: Sequence[object] | None = None) -> Strata:
+        """Runs sorted by their stratum and cluster labels; NaN scores are dropped, infinities (never reached) kept."""
         values = np.asarray(values, dtype=float)
         keys = np.zeros(len(values), dtype=int) if strata is None else np.asarray(strata)
         if len(keys) != len(values):
@@ -114,6 +117,7 @@ class Strata:
 
     @property
     def n(self) -> int:
+        """How many runs there are across all strata."""
         return len(self.values)
 
     @property
@@ -148,6 +152,7 @@ class Strata:
 
 
 def bootstrap_distribution(strata: Strata, statistic: Statistic, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """The statistic over ``reps`` stratified resamples, ``[reps]``."""
     return np.concatenate([statistic(block) for block in strata.chunks(reps, rng)])
 
 
@@ -173,6 +178,7 @@ def cluster_jackknife(data: Strata, statistic: Statistic) -> np.ndarray:
 
 
 def percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of the bootstrap distribution's quantiles."""
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], method=_method(boot))
     return float(lo), float(hi)
@@ -201,6 +207,8 @@ def bca_interval(boot: np.ndarray, estimate: float, jack: np.ndarray, level: flo
 
 @dataclass(frozen=True)
 class Interval:
+    """A point estimate with the low and high ends of its interval (NaN where none could be drawn)."""
+
     estimate: float
     lo: float
     hi: float

@@ -39,12 +39,14 @@ def number(value: object, digits: int = 3) -> str:
 
 
 def pvalue(p: float) -> str:
+    """A p-value for reading: three decimals, ``<0.001`` below that, an en dash when missing."""
     if p is None or not np.isfinite(p):
         return "–"
     return "<0.001" if p < 1e-3 else f"{p:.3f}"
 
 
 def with_interval(est: float, lo: float, hi: float, digits: int = 3) -> str:
+    """An estimate followed by its interval in brackets, each number formatted for reading."""
     return f"{number(est, digits)} [{number(lo, digits)}, {number(hi, digits)}]"
 
 
@@ -78,6 +80,7 @@ def latex(frame: pd.DataFrame, caption: str = "") -> str:
 
 
 def html_table(frame: pd.DataFrame) -> str:
+    """An HTML table of the frame's cells as text (numbers formatted, everything escaped)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(number(v))}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))

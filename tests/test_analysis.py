@@ -348,7 +348,7 @@ def test_a_tabular_folder_copied_elsewhere_analyses_the_same(folder, tmp_path, m
 def test_a_folder_without_a_manifest_says_what_to_do(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "study.json").write_text('{"name": "x", "fingerprint": "0"}')
-    with pytest.raises(AnalysisError, match="older version.*distill grid run"):
+    with pytest.raises(AnalysisError, match=r"older version.*distill grid run"):
         load_results(tmp_path / "old")
-    with pytest.raises(AnalysisError, match="no study.json"):
+    with pytest.raises(AnalysisError, match=r"no study\.json"):
         load_results(tmp_path)

@@ -182,7 +182,8 @@ from study.run.checks import check_study
 from study.run.runner import run_study
 from study.spec import parse_study
 from analysis.analyze import Options, analyze
-study = check_study(parse_study('name = "t"\\nseeds = 1\\n[fixed]\\nmdps = 2\\nsize = 5\\niterations = 4\\neval_every = 2\\n'))
+text = 'name = "t"\\nseeds = 1\\n[fixed]\\nmdps = 2\\nsize = 5\\niterations = 4\\neval_every = 2\\n'
+study = check_study(parse_study(text))
 assert not run_study(study, Path({str(tmp_path / "r")!r}), workers=1).failed
 analyze(Path({str(tmp_path / "r")!r}), None, Options(reps=200, permutations=199))
 print(sorted(m for m in ("gymnasium", "ale_py", "minatar", "ray", "cv2") if m in sys.modules))

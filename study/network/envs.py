@@ -62,6 +62,7 @@ class EnvSpec:
         return f"ALE/{''.join(p.capitalize() for p in self.game.split('_'))}-v5"
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain values, as a teacher file and a training checkpoint record it."""
         return asdict(self)
 
 
@@ -90,10 +91,12 @@ class VecEnv:
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:
+        """One observation's shape, channels first: ``(C, H, W)``."""
         shape = self._env.single_observation_space.shape
         return (shape[2], shape[0], shape[1]) if self.spec.tier == "minatar" else tuple(shape)
 
     def reset(self) -> np.ndarray:
+        """Start every copy afresh from its seed; returns the first observations, in-progress scores cleared."""
         self._returns[:] = 0
         self._lengths[:] = 0
         if self.spec.tier == "minatar":
@@ -142,6 +145,7 @@ class VecEnv:
         return obs
 
     def close(self) -> None:
+        """Release the games and ale-py's stepping threads."""
         self._env.close()
 
 

@@ -21,6 +21,7 @@ ARCHS = ("nature", "minatar")
 
 
 def check_precision(precision: str) -> None:
+    """Refuse a precision that is not one of PRECISIONS, naming the allowed ones."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
 
@@ -55,6 +56,8 @@ class Trunk(nn.Module):
         self.to(memory_format=torch.channels_last)  # faster convolutions on the CPU
 
     def forward(self, obs: Tensor, first: nn.Module | None = None) -> Tensor:
+        """Hidden features ``[B, hidden]`` in fp32; ``first`` replaces the first layer (a multi-task
+        student's per-game input layer)."""
         x = (obs.float() * self.scale).contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             z = self.hidden(self.rest((first or self.first)(x)))
@@ -74,6 +77,7 @@ class Net(nn.Module):
         self.value = nn.Linear(self.trunk.out_features, 1) if value_head else None
 
     def forward(self, obs: Tensor) -> Tensor:
+        """The head's outputs ``[B, A]``: Q-values or logits, as the algorithm defines them."""
         return self.head(self.trunk(obs))
 
     def forward_value(self, obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,6 +111,7 @@ class MultiTaskNet(nn.Module):
         self.heads = nn.ModuleDict({g: nn.Linear(self.trunk.out_features, n_actions[g]) for g in games})
 
     def forward(self, obs: Tensor, game: str) -> Tensor:
+        """Outputs ``[B, A]`` of ``game``'s head, through that game's first layer when games have their own."""
         first = self.firsts[game] if len(self.firsts) else None
         return self.heads[game](self.trunk(obs, first))
 
@@ -121,6 +126,7 @@ def set_precision(net: nn.Module, precision: str) -> nn.Module:
 
 
 def parameters(net: nn.Module) -> int:
+    """How many weights the network holds, the measure of a compressed student's size."""
     return sum(p.numel() for p in net.parameters())
 
 

@@ -32,6 +32,9 @@ class TeacherError(ValueError):
 
 @dataclass
 class TeacherMeta:
+    """What a teacher file says about its network: the game and settings it was trained on, its shape,
+    algorithm and evaluation score."""
+
     env: dict[str, Any]
     obs_shape: list[int]
     n_actions: int
@@ -47,10 +50,12 @@ class TeacherMeta:
 
     @property
     def outputs(self) -> str:
+        """What the network's outputs are: ``q`` for DQN teachers, ``logits`` for PPO ones."""
         return ALGOS[self.algo]
 
     @property
     def env_spec(self) -> EnvSpec:
+        """The game and settings the teacher was trained on."""
         return EnvSpec(**self.env)
 
 
@@ -94,6 +99,7 @@ class Teacher:
 
     @classmethod
     def load(cls, path: Path, env: EnvSpec | None = None) -> Teacher:
+        """A teacher from its file; with ``env``, refused unless it was trained on that game and settings."""
         meta, state = read_teacher(path)
         try:
             spec = meta.env_spec
@@ -111,14 +117,17 @@ class Teacher:
 
     @torch.no_grad()
     def outputs(self, obs: Tensor) -> Tensor:
+        """The network's raw outputs ``[B, A]`` (Q-values or logits), without gradients."""
         return self.net(obs)
 
     @torch.no_grad()
     def policy(self, obs: Tensor, tau: float) -> Tensor:
+        """The teacher's action probabilities ``softmax(outputs / tau)``; ``tau = 0`` is the argmax policy."""
         return teacher_log_probs(self.net(obs), tau).exp()
 
     @torch.no_grad()
     def value(self, obs: Tensor, tau: float) -> Tensor:
+        """V_T(s) ``[B]`` at temperature ``tau``."""
         return self.outputs_and_value(obs, tau)[1]
 
     @torch.no_grad()

@@ -42,6 +42,7 @@ class RunReport:
 
     @property
     def left(self) -> int:
+        """Cells still to run: neither skipped, finished nor failed."""
         return self.total - self.skipped - len(self.done) - len(self.failed)
 
 
@@ -65,6 +66,7 @@ def batches(cells: Sequence[Cell], workers: int = 1, size: int = BATCH_CELLS) ->
 
 
 def default_workers() -> int:
+    """The CPUs this process may run on: one local worker each."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

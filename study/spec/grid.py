@@ -47,6 +47,7 @@ class Study:
 
     @property
     def name(self) -> str:
+        """The study's name, from its file."""
         return self.spec.name
 
     @property

@@ -63,12 +63,18 @@ class TeacherParams(BaseModel):
 
 
 class StudentParams(BaseModel):
+    """The tabular student: a table of logits or a linear map of state features, and the scale of its
+    random initial parameters (0: the uniform policy)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     student: Literal["table", "linear"] = "table"
     init_scale: float = Field(0.0, ge=0.0)
 
 
 class TrainParams(BaseModel):
+    """The budget of a tabular cell: exact or sampled updates, the optimiser, iterations, evaluation
+    interval and, when sampled, the episodes per iteration and their length."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     mode: Literal["exact", "sampled"] = "sampled"
     iterations: int = Field(300, ge=1)
@@ -192,6 +198,7 @@ class StudyFile(BaseModel):
 
     @property
     def seed_list(self) -> list[int]:
+        """The seeds every grid point runs: ``0..seeds-1`` for a count, else the list as given."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 

@@ -89,12 +89,15 @@ class Store:
     # ---- cell states ---------------------------------------------------------------------
 
     def cell_dir(self, cell_id: str) -> Path:
+        """The folder a cell's files are in, once it has finished or failed."""
         return self.root / cell_id
 
     def is_done(self, cell_id: str) -> bool:
+        """Whether the cell has finished (its summary is there)."""
         return F.is_done(self.root, cell_id)
 
     def is_failed(self, cell_id: str) -> bool:
+        """Whether the cell failed (its error record is there)."""
         return F.is_failed(self.root, cell_id)
 
     def running(self) -> set[str]:

@@ -106,6 +106,7 @@ class Curves:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
     def final(self, name: str) -> Tensor:
+        """The last evaluation's values of metric ``name``, ``[N]``."""
         return self.values[name][-1]
 
     def normalised_return(self) -> Tensor:

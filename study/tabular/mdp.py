@@ -107,18 +107,22 @@ class TabularMDP:
 
     @property
     def n_mdps(self) -> int:
+        """How many MDPs the batch holds (N)."""
         return self.succ.shape[0]
 
     @property
     def n_states(self) -> int:
+        """States per MDP (S)."""
         return self.succ.shape[1]
 
     @property
     def n_actions(self) -> int:
+        """Actions per state (A)."""
         return self.succ.shape[2]
 
     @property
     def dtype(self) -> torch.dtype:
+        """The float type of the probabilities, which the rest of the computation follows."""
         return self.prob.dtype
 
     def validate(self, atol: float = 1e-5) -> TabularMDP:

@@ -28,6 +28,7 @@ class Rollout:
 
     @property
     def lengths(self) -> Tensor:
+        """Steps each episode took, ``[B]``."""
         return self.valid.sum(-1)
 
 

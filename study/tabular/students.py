@@ -32,6 +32,8 @@ class Student:
             raise MDPError(f"student: unknown kind {self.kind!r}; allowed: {', '.join(STUDENT_KINDS)}")
 
     def param_shape(self, mdp: TabularMDP) -> tuple[int, ...]:
+        """One student's parameter shape: a logit per (state, action) for a table, per (feature, action) for a
+        linear student (one action fewer with ``pin_last``)."""
         free = mdp.n_actions - (1 if self.pin_last else 0)
         if self.kind == "table":
             return (mdp.n_states, free)

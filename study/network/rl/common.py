@@ -33,6 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch's global generator; returns numpy's generator for the same seed."""
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
@@ -51,6 +52,7 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def restore_rng(saved: dict[str, Any]) -> np.random.Generator:
+    """The generators ``rng_state`` saved, put back: torch's global one set, numpy's returned."""
     rng = np.random.default_rng()
     n = saved["numpy"]
     rng.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": n["state"], "inc": n["inc"]},
@@ -66,13 +68,16 @@ class Curve:
     rows: list[tuple[int, float]]
 
     def add(self, step: int, finished: list[tuple[float, int]]) -> None:
+        """Record the episodes the envs finished, at agent step ``step``, and empty their list."""
         self.rows.extend((step, score) for score, _ in finished)
         finished.clear()
 
     def recent(self, n: int = 100) -> float:
+        """The mean score of the last ``n`` episodes (NaN before any finishes), for progress lines."""
         return float(np.mean([s for _, s in self.rows[-n:]])) if self.rows else float("nan")
 
     def write(self, path: Path) -> None:
+        """Write the curve as CSV (step, score), atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", newline="") as fh:
@@ -82,6 +87,7 @@ class Curve:
         os.replace(tmp, path)
 
     def as_tensor(self) -> Tensor:
+        """The rows as a ``float64 [n, 2]`` tensor, the form a checkpoint saves."""
         return torch.tensor(self.rows, dtype=torch.float64).reshape(-1, 2)
 
 
@@ -95,6 +101,7 @@ def act_greedy(outputs: Tensor, epsilon: float, rng: np.random.Generator) -> np.
 
 
 def act_sample(logits: Tensor, generator: torch.Generator | None = None) -> np.ndarray:
+    """Actions drawn from the softmax of ``logits``."""
     probs = torch.softmax(logits.float(), -1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1).cpu().numpy()
 

@@ -22,6 +22,8 @@ from study.network.rl.common import Curve, act_greedy, restore_rng, resumed_seed
 
 @dataclass
 class DQNConfig:
+    """DQN's hyperparameters; ``for_tier`` gives a tier's defaults."""
+
     num_envs: int = 4
     buffer: int = 100_000
     batch: int = 32
@@ -68,6 +70,7 @@ class Replay:
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
             done: np.ndarray) -> None:
+        """Store a vector step's transitions, overwriting the oldest once the memory is full."""
         idx = (self.pos + np.arange(len(obs))) % self.capacity
         self.obs[idx], self.action[idx], self.reward[idx] = obs, action, reward
         self.next_obs[idx], self.done[idx] = next_obs, done
@@ -75,16 +78,19 @@ class Replay:
         self.size = int(min(self.size + len(obs), self.capacity))
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """``n`` transitions drawn uniformly with replacement: obs, action, reward, next obs, done."""
         idx = rng.integers(0, self.size, n)
         return self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.done[idx]
 
     def state(self) -> dict[str, Any]:
+        """The filled part of the memory as tensors, with its write position, for a checkpoint."""
         n = self.size
         return {"obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
                 "action": torch.from_numpy(self.action[:n].copy()), "reward": torch.from_numpy(self.reward[:n].copy()),
                 "done": torch.from_numpy(self.done[:n].copy()), "pos": self.pos, "size": n}
 
     def load(self, state: dict[str, Any]) -> None:
+        """Refill the memory from what ``state`` saved."""
         n = state["size"]
         for key in ("obs", "next_obs", "action", "reward", "done"):
             getattr(self, key)[:n] = state[key].numpy()
@@ -146,11 +152,13 @@ class DQNLearner:
                     self.target.load_state_dict(self.net.state_dict())
 
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs: networks, optimiser, replay memory, curve, counters and generators."""
         return {"net": self.net.state_dict(), "target": self.target.state_dict(), "optimizer": self.opt.state_dict(),
                 "replay": self.memory.state(), "curve": self.curve.as_tensor(), "step": self.step,
                 "updates": self.updates, "rng": rng_state(self.rng), "config": asdict(self.cfg)}
 
     def close(self) -> None:
+        """Close the learner's environments."""
         self.env.close()
 
 

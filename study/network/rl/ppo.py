@@ -22,6 +22,8 @@ from study.network.rl.common import Curve, restore_rng, resumed_seed, rng_state,
 
 @dataclass
 class PPOConfig:
+    """PPO's hyperparameters: one set of defaults serves every tier."""
+
     num_envs: int = 8
     rollout: int = 128  # steps per env between updates
     epochs: int = 4
@@ -38,6 +40,7 @@ class PPOConfig:
 
     @classmethod
     def for_tier(cls, tier: str) -> PPOConfig:
+        """The defaults, whatever the tier: the call ``train_teacher`` makes of either algorithm's config."""
         return cls()
 
     def check(self) -> None:

@@ -62,6 +62,8 @@ def teacher_table(folder: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class Trained:
+    """What `distill teacher train` made: the teacher's metadata and file, its curve and how fast it trained."""
+
     meta: TeacherMeta
     path: Path
     curve: Path
