@@ -157,3 +157,73 @@ def test_ppo_starts_from_the_reference_initialisation():
     assert all(float(m.bias.abs().max()) == 0 for m in (net.head, net.value, net.trunk.first))
     logits = net(torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8))
     assert float(torch.softmax(logits, -1).max()) < 0.2  # about 1/6 everywhere
+
+
+def test_a_resumed_ppo_run_continues_the_uninterrupted_curve(tmp_path, monkeypatch):
+    """Interrupted after its checkpoint at 2,048 agent steps and resumed, a PPO run saves at 2,048 exactly what
+    an uninterrupted run saves there (weights, optimiser, curve, random streams), then goes on from that step
+    with the same learning-rate schedule and as many optimiser steps; only its environments start new
+    episodes (their emulator state is not part of a checkpoint)."""
+    import study.network.rl.train as train_module
+
+    saved: dict[str, list[dict]] = {}
+    real_write = train_module.write_torch
+
+    def keep(path, payload):
+        saved.setdefault(path.parent.name, []).append(_copied(payload))
+        return real_write(path, payload)
+
+    monkeypatch.setattr(train_module, "write_torch", keep)
+    config = {"rollout": 32}  # 8 envs x 32 steps: 256 agent steps an update
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+    train_teacher(SPEC, "ppo", 4_096, tmp_path / "whole" / "t.pt", device="cpu", checkpoint_every=2_048,
+                  eval_episodes=1, config=config)
+
+    def interrupt(step: int, total: int, recent: float) -> None:
+        if step >= 2_048:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(SPEC, "ppo", 4_096, tmp_path / "cut" / "t.pt", device="cpu", checkpoint_every=2_048,
+                      eval_episodes=1, config=config, progress=interrupt)
+    steps: list[int] = []
+    train_teacher(SPEC, "ppo", 4_096, tmp_path / "cut" / "t.pt", resume=True, device="cpu", checkpoint_every=2_048,
+                  eval_episodes=1, progress=lambda s, t, r: steps.append(s))
+    whole, cut = saved["whole"], saved["cut"]
+    assert [p["step"] for p in whole] == [p["step"] for p in cut] == [2_048, 4_096]
+    _assert_same(whole[0], cut[0])  # up to the interruption, one run
+    assert steps[0] == 2_048 + 256 and steps[-1] == 4_096
+    end_a, end_b = whole[1], cut[1]
+    assert end_a["optimizer"]["param_groups"] == end_b["optimizer"]["param_groups"]  # the same schedule
+    adam_steps = [[s["step"] for s in end["optimizer"]["state"].values()] for end in (end_a, end_b)]
+    assert adam_steps[0] == adam_steps[1] and float(adam_steps[0][0]) == 4_096 / 256 * 4 * 4  # epochs x batches
+    first = len(cut[0]["curve"])
+    assert torch.equal(end_a["curve"][:first], end_b["curve"][:first])
+    assert (end_b["curve"][first:, 0] > 2_048).all()  # the episodes it finished after the resume point
+
+
+def _copied(value):
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    else:
+        assert a == b

@@ -90,6 +90,8 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
         env.close()
         env = VecEnv(spec, cfg.num_envs, resumed_seed(seed, step))
     generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
+    if resume is not None and "generator" in resume:  # actions and minibatches go on with their stream
+        generator.set_state(resume["generator"])
     obs = torch.as_tensor(env.reset(), device=device)
     n, t_len = cfg.num_envs, cfg.rollout
     batch = n * t_len
@@ -127,7 +129,8 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
         _update(net, opt, flat, cfg, generator)
         if step >= next_save or step >= steps:
             checkpoint({"net": net.state_dict(), "optimizer": opt.state_dict(), "curve": curve.as_tensor(),
-                        "step": step, "rng": rng_state(rng), "config": asdict(cfg)})
+                        "step": step, "rng": rng_state(rng), "generator": generator.get_state(),
+                        "config": asdict(cfg)})
             next_save += checkpoint_every
         progress(step, curve.recent())
     env.close()
