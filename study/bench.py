@@ -270,9 +270,10 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
 def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device: str, precision: str) -> float:
     """The loop with a Nature CNN teacher (random weights: speed does not depend on them) acting with
     epsilon 0.05 and the student learning with Rusu's KL from replay."""
-    from study.network.loop import LoopConfig, distill_network
+    from study.network.loop import distill_network
     from study.network.nets import Net
     from study.network.teacher import Teacher, TeacherMeta
+    from study.spec import LoopParams
 
     torch.manual_seed(0)
     teacher = Teacher(Net("nature", (4, 84, 84), 6), TeacherMeta(env=spec.to_dict(), obs_shape=[4, 84, 84],
@@ -280,9 +281,9 @@ def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device:
     rollout = 32
     iterations = max(2, steps // (num_envs * rollout))
     marks: dict[int, float] = {}
-    cfg = LoopConfig(iterations=iterations, num_envs=num_envs, rollout=rollout, eval_every=10**9, eval_episodes=1,
-                     width=width, device=device, precision=precision)
-    distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0,
+    cfg = LoopParams(iterations=iterations, num_envs=num_envs, rollout=rollout, eval_every=10**9, eval_episodes=1,
+                     precision=precision)
+    distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0, width=width, device=device,
                     progress=lambda it, _r: marks.__setitem__(it, time.perf_counter()))
     return (iterations - 1) * num_envs * rollout * 4 / (marks[iterations] - marks[1])
 

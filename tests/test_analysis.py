@@ -298,20 +298,11 @@ def _analyse_elsewhere(source: Path, elsewhere: Path, monkeypatch: pytest.Monkey
 
 def test_a_copied_folder_analyses_the_same_byte_for_byte_without_its_study_or_teachers(tmp_path, monkeypatch):
     """A network study: its cells hash teacher files the copy does not have, and its study file names one."""
-    import torch
-
-    from study.network.envs import EnvSpec
-    from study.network.nets import Net
-    from study.network.teacher import TeacherMeta, save_teacher
-
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
-    spec = EnvSpec("minatar", "breakout")
-    torch.manual_seed(0)
-    net = Net("minatar", (4, 10, 10), 3)
-    meta = TeacherMeta(env=spec.to_dict(), obs_shape=[4, 10, 10], n_actions=3, algo="dqn", arch="minatar")
-    teacher = save_teacher(here / "teacher.pt", net, meta)
+    teacher = here / "teacher.pt"
+    shutil.copy(Path(__file__).resolve().parent.parent / "results" / "teachers" / "minatar-breakout.pt", teacher)
     study = parse_study(f"""
 name = "copied"
 tier = "minatar"
@@ -321,7 +312,7 @@ game = "breakout"
 teacher_file = "{teacher}"
 iterations = 2
 eval_every = 1
-eval_episodes = 1
+eval_episodes = 4
 rollout = 4
 num_envs = 2
 [factors]

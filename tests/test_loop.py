@@ -12,9 +12,10 @@ import torch
 
 import variants as V
 from study.network.envs import EnvSpec, VecEnv
-from study.network.loop import LoopConfig, distill_network, segments, uses_replay
+from study.network.loop import Memory, distill_network, segments, uses_replay
 from study.network.nets import Net
 from study.network.teacher import Teacher, TeacherMeta
+from study.spec import LoopParams
 
 
 def random_teacher(spec: EnvSpec, arch: str, seed: int = 1) -> Teacher:
@@ -50,12 +51,72 @@ def test_replay_only_for_teacher_driven_supervised_variants():
         assert not uses_replay(V.variant(name)), name
 
 
+def test_replay_is_the_variants_choice_where_the_variant_makes_it():
+    """``uses_replay`` is the loop's one call site for the choice, and defers to ``Variant.replay``."""
+    from types import SimpleNamespace
+
+    teacher_driven = {"control": V.variant("rusu_kl").control, "reward": "none", "env_reward": False}
+    assert uses_replay(SimpleNamespace(**teacher_driven))  # no say from the variant: the loop's rule
+    assert not uses_replay(SimpleNamespace(**teacher_driven, replay=False))  # the variant's say wins
+    for name in V.CATALOGUE:
+        v = V.variant(name)
+        assert uses_replay(v) == getattr(v, "replay", uses_replay(v)), name
+
+
+def test_a_full_memory_overwrites_its_oldest_pairs_and_samples_pairs_together():
+    memory = Memory(5, (1,), 2)
+    for first in (0, 3):  # 3 + 4 pairs into 5 places: the second add wraps around
+        n = 3 if first == 0 else 4
+        obs = torch.arange(first, first + n, dtype=torch.uint8)[:, None]
+        memory.add(obs, obs.float().repeat(1, 2) * 10)
+    assert memory.size == 5 and memory.pos == 2
+    assert sorted(memory.obs.squeeze(1).tolist()) == [2, 3, 4, 5, 6]  # 0 and 1 overwritten
+    obs, out = memory.sample(64, torch.Generator().manual_seed(0))
+    assert torch.equal(out, obs.float().repeat(1, 2) * 10) and set(obs.squeeze(1).tolist()) <= {2, 3, 4, 5, 6}
+
+
+def test_an_actor_hands_back_its_rollout_with_the_teachers_outputs():
+    from study.network.loop import Actor
+
+    spec = EnvSpec("minatar", "breakout")
+    teacher, variant = random_teacher(spec, "minatar"), V.variant("n_distill")
+    student = Net("minatar", (4, 10, 10), 3)
+    actor = Actor(spec, teacher, student, variant, num_envs=3, seed=0, device=torch.device("cpu"),
+                  generator=torch.Generator().manual_seed(0))
+    rollouts = [actor.collect(it, 40) for it in range(2)]
+    actor.close()
+    for r in rollouts:
+        assert len(r.obs) == len(r.act) == len(r.done) == 40 and r.v is None and r.obs[0].shape == (3, 4, 10, 10)
+        for obs, out in zip(r.obs, r.out, strict=True):
+            torch.testing.assert_close(out, teacher.outputs(obs), rtol=0, atol=0)
+        assert all(int(a.max()) < 3 for a in r.act)
+        piece, pos, pieces, _ = r.pieces()
+        done = torch.stack(r.done, 1)
+        assert pieces == 3 + int(done[:, :-1].sum()) and piece.shape == pos.shape == (3 * 40,)
+    assert any(bool(d.any()) for r in rollouts for d in r.done)  # 80 steps of a random-ish policy end episodes
+    assert not torch.equal(rollouts[1].obs[0], rollouts[0].obs[0])  # the second rollout goes on from the first
+
+
+def test_the_loop_takes_the_studys_loop_params():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="allowed: replay >= num_envs x rollout"):
+        LoopParams(replay=100, num_envs=8, rollout=32)
+    with pytest.raises(ValidationError):
+        LoopParams(iterations=2.0)  # strict: a budget count is an int
+    assert LoopParams(lr=1).lr == 1.0
+    spec = EnvSpec("minatar", "breakout")
+    with pytest.raises(ValueError, match="width 0: out of range"):
+        distill_network(spec, random_teacher(spec, "minatar"), V.variant("rusu_kl"), LoopParams(iterations=1),
+                        seed=0, width=0)
+
+
 @pytest.mark.parametrize(("name", "precision"), [("rusu_kl", "fp32"), ("on_policy_distill", "fp32"),
                                                ("rusu_kl", "bf16")])
 def test_a_student_learns_to_agree_with_a_fixed_teacher(name, precision):
     spec = EnvSpec("minatar", "breakout")
     teacher = random_teacher(spec, "minatar")
-    cfg = LoopConfig(iterations=150, eval_every=150, eval_episodes=4, rollout=16, precision=precision)
+    cfg = LoopParams(iterations=150, eval_every=150, eval_episodes=4, rollout=16, precision=precision)
     result = distill_network(spec, teacher, V.variant(name), cfg, seed=0)
     first, last = result.evals[0], result.evals[-1]
     assert first.agreement < 0.5  # about chance for three actions
@@ -69,7 +130,7 @@ def test_a_student_learns_to_agree_with_a_fixed_teacher(name, precision):
 def test_every_kind_of_variant_runs_on_minatar(name):
     spec = EnvSpec("minatar", "asterix")
     teacher = random_teacher(spec, "minatar")
-    result = distill_network(spec, teacher, V.variant(name), LoopConfig(iterations=3, eval_every=3,
+    result = distill_network(spec, teacher, V.variant(name), LoopParams(iterations=3, eval_every=3,
                                                                         eval_episodes=1, rollout=8), seed=0)
     assert all(math.isfinite(e.kl) and 0 <= e.agreement <= 1 for e in result.evals)
 
@@ -77,8 +138,8 @@ def test_every_kind_of_variant_runs_on_minatar(name):
 def test_a_distillation_smoke_run_on_pong():
     spec = EnvSpec("atari", "pong", frame_cap=400)  # short games: 100 agent steps
     teacher = random_teacher(spec, "nature")
-    cfg = LoopConfig(iterations=2, num_envs=2, rollout=4, eval_every=2, eval_episodes=1, width=0.25, batch=8)
-    result = distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0)
+    cfg = LoopParams(iterations=2, num_envs=2, rollout=4, eval_every=2, eval_episodes=1, batch=8)
+    result = distill_network(spec, teacher, V.variant("rusu_kl"), cfg, seed=0, width=0.25)
     assert len(result.evals) == 2 and result.evals[-1].score <= 0  # a random student does not win points
     assert sum(p.numel() for p in result.student.parameters()) < 0.3 * sum(
         p.numel() for p in teacher.net.parameters())
@@ -88,16 +149,21 @@ def test_a_distillation_smoke_run_on_pong():
 def test_a_pong_loop_gives_the_student_of_doing_things_in_turn(name, monkeypatch):
     """Atari envs step in two groups while the networks act, and replayed updates run in a worker thread
     during the next rollout: the student is bit for bit the one of running the updates in place."""
-    import study.network.loop as loop
+    import study.network.loop.learner as learner
 
     spec = EnvSpec("atari", "pong", frame_cap=400)
     teacher = random_teacher(spec, "nature")
-    cfg = LoopConfig(iterations=3, num_envs=3, rollout=4, eval_every=2, eval_episodes=1, width=0.25, batch=8,
-                     updates=2)
-    runs = [distill_network(spec, teacher, V.variant(name), cfg, seed=3) for _ in range(2)]
-    in_place = loop.Updates
-    monkeypatch.setattr(loop, "Updates", lambda background: in_place(False))
-    runs.append(distill_network(spec, teacher, V.variant(name), cfg, seed=3))
+    cfg = LoopParams(iterations=3, num_envs=3, rollout=4, eval_every=2, eval_episodes=1, batch=8, updates=2)
+    runs = [distill_network(spec, teacher, V.variant(name), cfg, seed=3, width=0.25) for _ in range(2)]
+    in_place, backgrounds = learner.Updates, []
+
+    def updates(background: bool) -> learner.Updates:
+        backgrounds.append(background)
+        return in_place(False)
+
+    monkeypatch.setattr(learner, "Updates", updates)
+    runs.append(distill_network(spec, teacher, V.variant(name), cfg, seed=3, width=0.25))
+    assert backgrounds == [name == "rusu_kl"]  # only replayed updates go to the worker
     for other in runs[1:]:
         for x, y in zip(runs[0].student.parameters(), other.student.parameters(), strict=True):
             torch.testing.assert_close(x, y, rtol=0, atol=0)
@@ -121,19 +187,20 @@ def test_plus_v_cond_is_refused_with_the_reason():
     spec = EnvSpec("minatar", "breakout")
     with pytest.raises(V.VariantError, match="needs the student's value"):
         distill_network(spec, random_teacher(spec, "minatar"), V.variant("on_policy_distill_r_vcond"),
-                        LoopConfig(iterations=1), seed=0)
+                        LoopParams(iterations=1), seed=0)
 
 
 def test_a_minatar_study_runs_through_the_grid_and_the_analysis(tmp_path):
     from analysis.analyze import Options, analyze
     from study.network.teacher import save_teacher
+    from study.run.checks import check_study
     from study.run.runner import run_study
     from study.spec.grid import parse_study
 
     spec = EnvSpec("minatar", "breakout")
     teacher = random_teacher(spec, "minatar")
     path = save_teacher(tmp_path / "teacher.pt", teacher.net, teacher.meta)
-    study = parse_study(f"""
+    study = check_study(parse_study(f"""
 name = "net"
 tier = "minatar"
 seeds = 2
@@ -150,7 +217,7 @@ variant = ["rusu_kl", "on_policy_distill"]
 [[include]]
 variant = "rusu_kl"
 student_fraction = 0.25
-""")
+"""))
     assert all(c.tier == "minatar" for c in study.cells) and len({c.id for c in study.cells}) == 6
     report = run_study(study, tmp_path / "r", workers=1)
     assert len(report.done) == 6 and not report.failed
@@ -161,9 +228,9 @@ student_fraction = 0.25
     final = pd.read_csv(out / "tables" / "final.csv")
     assert set(final["metric"]) == {"score", "return_norm", "agreement", "kl_student"}
     assert "breakout" in (out / "report.md").read_text()
-    again = parse_study(study.source)
+    again = check_study(parse_study(study.source))
     save_teacher(path, Net("minatar", (4, 10, 10), 3), teacher.meta)  # a retrained teacher: new cells
-    assert {c.id for c in parse_study(study.source).cells}.isdisjoint({c.id for c in again.cells})
+    assert {c.id for c in check_study(parse_study(study.source)).cells}.isdisjoint({c.id for c in again.cells})
 
 
 def test_one_multitask_student_learns_two_games_from_their_teachers():
@@ -173,7 +240,7 @@ def test_one_multitask_student_learns_two_games_from_their_teachers():
     for game in ("breakout", "space_invaders"):  # 4 and 6 observation channels: per-game input layers
         spec = EnvSpec("minatar", game)
         games[game] = (spec, random_teacher(spec, "minatar"))
-    cfg = LoopConfig(iterations=120, eval_every=120, eval_episodes=3, rollout=16)
+    cfg = LoopParams(iterations=120, eval_every=120, eval_episodes=3, rollout=16)
     result = distill_multitask(games, V.variant("rusu_kl"), cfg, seed=0)
     assert set(result.games) == {"breakout", "space_invaders"} and len(result.student.heads) == 2
     for evals in result.games.values():
@@ -223,6 +290,7 @@ games = "breakout+space_invaders"
 
 def test_online_distillation_follows_a_teacher_that_is_still_learning(tmp_path):
     from study.network.teacher import save_teacher
+    from study.run.checks import check_study
     from study.run.network import run_network_cell
     from study.spec.grid import parse_study
 
@@ -245,9 +313,9 @@ eval_episodes = 1
 rollout = 8
 num_envs = 2
 """)
-    metrics, summary = run_network_cell(study.cells[0])
+    metrics, summary = run_network_cell(check_study(study).cells[0])
     assert {"score", "return_norm", "agreement", "kl_student", "teacher_score"} <= set(metrics["metric"])
-    assert summary["references"]["teacher"][0] is not None and summary["step"] == 12 * 2 * 8
+    assert summary.references["teacher"][0] is not None and summary.step == 12 * 2 * 8
     bad = study.source.replace('variant = "rusu_kl"', 'variant = "rusu_kl"\ngames = "breakout+asterix"')
     with pytest.raises(Exception, match="online distillation is for single-game cells"):
         parse_study(bad.replace('teacher_file = "' + str(path) + '"\n', "").replace('game = "breakout"\n', ""))
