@@ -127,7 +127,7 @@ def bench_stats_cmd(
 ) -> None:
     """Time stratified-bootstrap resamples of the IQM on a 10 seeds x 10 environments x 12 variants score
     matrix, against a loop that draws one resample at a time."""
-    from study.bench import bench_stats
+    from analysis.bench import bench_stats
     from study.store.format import check_writable_file, write_json
 
     if reps < 100:
