@@ -168,6 +168,7 @@ def test_a_lazy_forbidden_import_would_be_caught(tmp_path):
     assert violations({"study.run.runner": {"study.store.format"}}) == []
 
 
+@pytest.mark.slow
 def test_the_tabular_tier_and_the_analysis_run_without_the_network_extras(tmp_path):
     """What the [atari] and [ray] extras install is never imported by a tabular study, its checks, its run
     or its analysis, so the base install serves them (checked in a fresh interpreter)."""

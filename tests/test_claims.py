@@ -9,6 +9,8 @@ import torch
 
 from study.tabular.claims import CLAIMS, run_claims, toy_trajectory
 
+pytestmark = pytest.mark.slow  # the claim checks run the engines for minutes
+
 
 @pytest.fixture(scope="module")
 def quick_results():

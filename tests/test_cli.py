@@ -57,6 +57,7 @@ def test_claims_json_and_exit_status(tmp_path):
     assert result.exit_code == (0 if claim["holds"] else 1)
 
 
+@pytest.mark.slow
 def test_claims_figures_draws_the_fig2_toy_phase_portrait(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -135,6 +135,7 @@ def test_every_kind_of_variant_runs_on_minatar(name):
     assert all(math.isfinite(e.kl) and 0 <= e.agreement <= 1 for e in result.evals)
 
 
+@pytest.mark.slow
 def test_a_distillation_smoke_run_on_pong():
     spec = EnvSpec("atari", "pong", frame_cap=400)  # short games: 100 agent steps
     teacher = random_teacher(spec, "nature")
@@ -145,6 +146,7 @@ def test_a_distillation_smoke_run_on_pong():
         p.numel() for p in teacher.net.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rusu_kl", "on_policy_distill"])
 def test_a_pong_loop_gives_the_student_of_doing_things_in_turn(name, monkeypatch):
     """Atari envs step in two groups while the networks act, and replayed updates run in a worker thread

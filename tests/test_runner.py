@@ -131,6 +131,7 @@ def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
     assert sorted(retried.done) == sorted(report.failed) and not retried.failed
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     study_file = tmp_path / "staged.toml"
     study_file.write_text(STAGED)
@@ -156,6 +157,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     assert not list(killed.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_ray_and_local_backends_give_identical_results(tmp_path):
     study = parse_study(TINY)  # ray is a dependency: this runs for real in CI
     run_study(study, tmp_path / "local", workers=2, backend="local")
@@ -181,6 +183,7 @@ def test_grid_cli_status_and_bad_input(tmp_path):
     assert runner.invoke(app, ["grid", "run", str(study_file), "--workers", "0"]).exit_code == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     study_file = tmp_path / "staged.toml"
     study_file.write_text(STAGED)
@@ -202,6 +205,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert report.skipped >= len(kept) and len(_finals(out)) == 12
 
 
+@pytest.mark.slow
 def test_a_dying_worker_fails_its_batch_and_the_grid_goes_on(tmp_path):
     study_file = tmp_path / "staged.toml"
     study_file.write_text(STAGED)
