@@ -206,7 +206,7 @@ def test_a_study_with_no_finished_cell_still_reports_its_status(tmp_path):
     study = parse_study(SMALL)
     from study.store.store import Store
 
-    Store.open(tmp_path / "empty", check_study(study))
+    Store.open(tmp_path / "empty", study).write_manifest(check_study(study))
     outcome = analyze(tmp_path / "empty", None, Options(reps=200, permutations=199))
     md = outcome.report_md.read_text()
     assert outcome.missing == 12 and "No finished cells yet" in md

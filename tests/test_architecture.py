@@ -14,6 +14,7 @@ PACKAGES = ("variants", "study", "analysis")
 
 #: each part and the parts it may import (itself always)
 ALLOWED: dict[str, set[str]] = {
+    "study": set(),  # the bare package: its __init__ imports nothing
     "variants": set(),
     "study.spec": {"variants"},
     "study.store.format": set(),
@@ -52,9 +53,14 @@ def project_imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.add(f"<relative import in {path.name}: write it absolute, so the rules can see it>")
+        elif isinstance(node, ast.ImportFrom) and node.module:
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.split(".")[0] in PACKAGES}
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__"):
+            found.add(f"<dynamic import in {path.name}: write an import statement, so the rules can see it>")
+    return {name for name in found if name.split(".")[0] in PACKAGES or name.startswith("<")}
 
 
 def resolve(name: str, modules: set[str]) -> set[str]:
@@ -71,7 +77,9 @@ def graph() -> dict[str, set[str]]:
     modules = set(files)
     edges = {}
     for name, path in files.items():
-        targets = set().union(*(resolve(m, modules) for m in project_imports(path))) if files else set()
+        names = project_imports(path)
+        targets = {m for m in names if m.startswith("<")}  # unresolvable imports stay visible as such
+        targets |= set().union(*(resolve(m, modules) for m in names if not m.startswith("<")))
         edges[name] = {t for t in targets if t != name and not name.startswith(t + ".")}  # own packages
     return edges
 
@@ -88,9 +96,14 @@ def violations(edges: dict[str, set[str]], passive: frozenset[str] = frozenset()
     bad = []
     for module, imports in edges.items():
         source = part_of(module)
+        if source not in ALLOWED:
+            bad.append(f"{module}: belongs to no part of the rules; add it to a part")
+            continue
         for target in imports - passive:
             dest = part_of(target)
-            if dest != source and dest not in ALLOWED.get(source, set(ALLOWED)):
+            if target.startswith("<"):
+                bad.append(f"{module}: {target}")
+            elif dest != source and dest not in ALLOWED[source]:
                 bad.append(f"{module} -> {target} ({source} may not import {dest})")
     return sorted(bad)
 
@@ -166,6 +179,24 @@ def test_a_lazy_forbidden_import_would_be_caught(tmp_path):
     assert violations({"analysis.load": {"study.spec.grid"}}) == [
         "analysis.load -> study.spec.grid (analysis may not import study.spec)"]
     assert violations({"study.run.runner": {"study.store.format"}}) == []
+    # a module in no listed sub-part is the bare package's: it may import nothing of the project
+    assert violations({"study.foo": {"analysis.load"}}) == [
+        "study.foo -> analysis.load (study may not import analysis)"]
+    source.write_text("from ..spec import grid\nimport importlib\nimportlib.import_module('study.spec')\n")
+    assert len([name for name in project_imports(source) if name.startswith("<")]) == 2
+
+
+def test_a_tier_without_its_extra_is_refused_with_the_install_to_do(monkeypatch):
+    import importlib.util
+
+    from study.run.checks import check_study
+    from study.spec import StudyError, parse_study
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "minatar" else real(name, *a))
+    study = parse_study('name = "x"\ntier = "minatar"\n[fixed]\ngame = "breakout"\n', "x.toml")
+    with pytest.raises(StudyError, match=r"needs minatar.*\[atari\] extra"):
+        check_study(study)
 
 
 @pytest.mark.slow

@@ -205,3 +205,13 @@ def test_a_student_of_the_whole_teachers_size_is_one_cell_however_it_is_spelled(
     quarter = check_study(parse_study(base + "student_fraction = 0.25\n")).cells[0]
     assert plain.id == full.id != quarter.id
     assert full.params["student_fraction"] == 1.0  # the study's spelling is kept for the analysis
+
+
+def test_the_engines_check_only_the_cells_that_run():
+    """A point that [[exclude]] drops is never built: its generator limits do not stop the study."""
+    text = ('name = "x"\n[fixed]\ngenerator = "garnet"\nn_states = 5\n[factors]\nbranching = [2, 9]\n'
+            '[[exclude]]\nbranching = 9\n')
+    study = check_study(parse_study(text, "x.toml"))
+    assert {c.env.branching for c in study.cells} == {2}
+    with pytest.raises(StudyError, match="branching"):
+        check_study(parse_study(text.split("[[exclude]]")[0], "x.toml"))

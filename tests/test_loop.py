@@ -51,16 +51,13 @@ def test_replay_only_for_teacher_driven_supervised_variants():
         assert not uses_replay(V.variant(name)), name
 
 
-def test_replay_is_the_variants_choice_where_the_variant_makes_it():
-    """``uses_replay`` is the loop's one call site for the choice, and defers to ``Variant.replay``."""
-    from types import SimpleNamespace
-
-    teacher_driven = {"control": V.variant("rusu_kl").control, "reward": "none", "env_reward": False}
-    assert uses_replay(SimpleNamespace(**teacher_driven))  # no say from the variant: the loop's rule
-    assert not uses_replay(SimpleNamespace(**teacher_driven, replay=False))  # the variant's say wins
-    for name in V.CATALOGUE:
-        v = V.variant(name)
-        assert uses_replay(v) == getattr(v, "replay", uses_replay(v)), name
+def test_replay_is_the_variants_choice():
+    """The loop replays exactly what the catalogue says replays (``Variant.replay``): Rusu's recipes and
+    teacher distill, not the student-driven or reward-based ones."""
+    replayed = {name for name in V.CATALOGUE if uses_replay(V.variant(name))}
+    assert replayed == {name for name in V.CATALOGUE if V.get(name).to_dict()["replay"]}
+    assert {"rusu_kl", "rusu_nll", "rusu_mse", "teacher_distill"} <= replayed
+    assert not replayed & {"on_policy_distill", "n_distill", "teacher_v_reward", "dagger"}
 
 
 def test_a_full_memory_overwrites_its_oldest_pairs_and_samples_pairs_together():

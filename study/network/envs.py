@@ -66,8 +66,23 @@ class EnvSpec:
         return asdict(self)
 
 
+#: what each tier needs beyond the base install (the ``[atari]`` extra installs all of them)
+TIER_PACKAGES = {"minatar": ("gymnasium", "minatar"), "atari": ("gymnasium", "ale_py")}
+
+
+def require_tier(tier: str) -> None:
+    """Refuse, naming the fix, a network tier whose packages the base install left out."""
+    import importlib.util
+
+    missing = [m for m in TIER_PACKAGES.get(tier, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EnvError(f"the {tier} tier needs {', '.join(missing)}, which this installation lacks; allowed: "
+                       "install the [atari] extra (pip install -c constraints.txt -e \".[atari]\")")
+
+
 def atari_games() -> list[str]:
     """Games whose ROMs ship with ale-py."""
+    require_tier("atari")
     from ale_py import roms
 
     return sorted(roms.get_all_rom_ids())
@@ -150,6 +165,8 @@ class VecEnv:
 
 
 def _make(spec: EnvSpec, num_envs: int) -> Any:
+    """The tier's vector env, preprocessed and with its sticky actions set explicitly."""
+    require_tier(spec.tier)
     if spec.tier == "minatar":
         import gymnasium as gym
         import minatar.gym

@@ -74,12 +74,13 @@ def _builds(env_json: str) -> bool:
 
 
 def _check_network(cell: NetworkCell, where: str) -> NetworkCell:
-    from study.network.envs import EnvError, EnvSpec
+    from study.network.envs import EnvError, EnvSpec, require_tier
     from study.network.loop import check_variant
     from study.network.teacher import TeacherError
     from variants import VariantError
 
     try:
+        require_tier(cell.tier)
         specs = [EnvSpec(cell.tier, g, cell.env.sticky, cell.env.noop_max, cell.env.frame_cap) for g in cell.games]
         check_variant(cell.variant)
     except (EnvError, VariantError, ValueError) as exc:

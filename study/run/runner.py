@@ -23,7 +23,7 @@ from typing import Literal
 from study.run.batch import record_failed, run_batch
 from study.run.checks import check_study
 from study.run.tabular import batch_key
-from study.spec import Cell, Study
+from study.spec import Cell, Study, StudyError
 from study.store.store import Store
 
 Backend = Literal["local", "ray"]
@@ -93,6 +93,7 @@ def run_study(
             workers = stack.enter_context(_ray_session(workers, ray_address))
         store = Store.open(out, study)
         stack.enter_context(store.exclusive())
+        store.write_manifest(study)
         reused = _adopt(store, study, sources)
         report = _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device)
         report.reused = reused
@@ -110,7 +111,11 @@ def _adopt(store: Store, study: Study, sources: Sequence[Store]) -> int:
 @contextlib.contextmanager
 def _ray_session(workers: int, address: str | None) -> Iterator[int]:
     """Start a local Ray instance (or join ``address``); yields the CPUs tasks can spread over."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise StudyError("--backend ray: ray is not installed; allowed: --backend local, or install the [ray] "
+                         "extra (pip install -c constraints.txt -e \".[ray]\")") from None
 
     started_here = not ray.is_initialized()
     if started_here:

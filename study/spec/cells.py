@@ -94,11 +94,14 @@ class Cell:
         return {name: getattr(self, name) for name in SECTION_NAMES}
 
     def identity(self) -> dict[str, Any]:
-        """What the cell computes: the resolved variant and every other resolved parameter. Two spellings of
-        one recipe (a preset, or its parts; 1 or 1.0) are one cell."""
+        """What the cell computes: the resolved variant and every key of its typed sections (what runs, so
+        the id cannot drift from it). Two spellings of one recipe (a preset, or its parts; 1 or 1.0) are one
+        cell."""
         parts = self.variant.to_dict()
         parts.pop("name")
-        identity = {"variant": parts, **{k: v for k, v in self.params.items() if KEY_SECTION[k] != "variant"}}
+        identity: dict[str, Any] = {"variant": parts}
+        for section in self.sections.values():
+            identity.update(section.model_dump())
         if identity.get("student_fraction") == 1.0:  # the whole teacher's size is width 1 (width_for_fraction)
             identity.update(student_fraction=None, width=1.0)
         return identity

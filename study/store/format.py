@@ -249,13 +249,16 @@ def read_manifest(root: Path) -> Manifest:
                           "`distill grid run` or `distill demo`")
     try:
         data = read_json(path)
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
         manifest = Manifest.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+        raise FormatError(f"{path}: unreadable ({type(exc).__name__}: {exc}); allowed: the study.json that "
+                          "`distill grid run` writes") from None
     if "cells" not in data:
-        raise FormatError(f"{path}: written by an older version, without the list of cells; run the study again "
-                          "with `distill grid run` into this folder (finished cells are kept, nothing is "
-                          "recomputed) to write it")
+        raise FormatError(f"{path}: written by an older version, without the list of cells; `distill grid run "
+                          f"{root / STUDY_TOML} --out {root}` writes it (finished cells are kept; missing ones "
+                          "run)")
     return manifest
 
 

@@ -41,10 +41,9 @@ class Store:
 
     @classmethod
     def open(cls, root: Path, study: Study) -> Store:
-        """Open (or create) the folder for ``study`` and write its manifest; refuse a folder of another
-        study. The study must be checked (``study.run.checks``): the manifest lists the cells' ids."""
-        if not study.checked:
-            raise ValueError("Store.open needs a checked study (study.run.checks.check_study)")
+        """Open (or create) the folder for ``study``; refuse a folder of another study. A new folder gets the
+        study file and its fingerprint; the whole manifest is written by ``write_manifest`` once the caller
+        holds the folder (``exclusive``)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StudyError(f"--out {root}: is a file; allowed: a folder (new, empty, or one this study wrote)")
@@ -73,9 +72,15 @@ class Store:
         else:
             root.mkdir(parents=True, exist_ok=True)
             F.write_text(root / F.STUDY_TOML, study.source)
-        # (re)written on every open: a retrained teacher gives a network study new cell ids
-        F.write_json(marker, manifest(study, fingerprint).to_dict())
+            F.write_json(marker, {"name": study.name, "fingerprint": fingerprint})
         return cls(root)
+
+    def write_manifest(self, study: Study) -> None:
+        """The folder's study.json with every cell of the (checked) study: rewritten on every run, since a
+        retrained teacher gives a network study new cell ids."""
+        if not study.checked:
+            raise ValueError("a manifest lists cell ids: check the study first (study.run.checks.check_study)")
+        F.write_json(self.root / F.MANIFEST, manifest(study, study_fingerprint(study)).to_dict())
 
     @classmethod
     def existing(cls, root: Path) -> Store:

@@ -72,13 +72,9 @@ class GameHead(torch.nn.Module):
 
 
 def uses_replay(variant: Variant) -> bool:
-    """Whether the student learns from a replay memory: teacher-driven data that does not move with the
-    student and no pseudo-reward, a supervised problem, so a memory of it is sound (Rusu et al.). The loop's
-    one call site for the choice; it defers to the variant (``Variant.replay``) where the variant says."""
-    replay = getattr(variant, "replay", None)
-    if replay is not None:
-        return bool(replay)
-    return not variant.control.depends_on_student and variant.reward == "none" and not variant.env_reward
+    """Whether the student learns from a replay memory: the variant's own rule (``Variant.replay``), so the
+    catalogue and the loop cannot disagree."""
+    return variant.replay
 
 
 def check_variant(variant: Variant) -> None:

@@ -90,8 +90,8 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
         env.close()
         env = VecEnv(spec, cfg.num_envs, resumed_seed(seed, step))
     generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**31)))
-    if resume is not None and "generator" in resume:  # actions and minibatches go on with their stream
-        generator.set_state(resume["generator"])
+    if resume is not None and resume.get("generator_device") == generator.device.type:
+        generator.set_state(resume["generator"])  # actions and minibatches go on with their stream
     obs = torch.as_tensor(env.reset(), device=device)
     n, t_len = cfg.num_envs, cfg.rollout
     batch = n * t_len
@@ -130,6 +130,7 @@ def train_ppo(spec: EnvSpec, steps: int, cfg: PPOConfig, *, seed: int, device: t
         if step >= next_save or step >= steps:
             checkpoint({"net": net.state_dict(), "optimizer": opt.state_dict(), "curve": curve.as_tensor(),
                         "step": step, "rng": rng_state(rng), "generator": generator.get_state(),
+                        "generator_device": generator.device.type,
                         "config": asdict(cfg)})
             next_save += checkpoint_every
         progress(step, curve.recent())
