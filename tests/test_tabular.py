@@ -774,3 +774,28 @@ def test_solves_by_slices_of_the_batch_equal_one_solve(monkeypatch):
         assert a.shape == b.shape and torch.equal(a, b)
     # the backward solves differ from the batched ones by float32 rounding at most
     torch.testing.assert_close(whole[-1], sliced[-1], rtol=5e-5, atol=5e-5)
+
+
+def test_random_argmax_picks_uniformly_among_the_maxima():
+    from study.tabular.teachers import _random_argmax
+
+    values = torch.tensor([[0.0, 2.0, 1.0, 2.0]] * 4 + [[5.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    u = torch.tensor([0.0, 0.49, 0.5, 0.999999, 0.7], dtype=torch.float64)
+    assert _random_argmax(values, u).tolist() == [1, 1, 3, 3, 0]
+
+
+def test_exploring_q_learning_covers_the_grid():
+    """Random greedy ties and random non-terminal starts reach states that start-state episodes with
+    first-index ties never learn (their Q rows stay all zero)."""
+    from study.tabular import generators, teachers
+
+    mdp = generators.gridworld(4, size=8, seed=3)
+    free = ~mdp.terminal
+
+    def learned(explore: bool) -> float:
+        q = teachers.q_learning(mdp, episodes=200, seed=0, explore=explore)
+        touched = (q != 0).any(-1) & free
+        return float(touched.sum() / free.sum())
+
+    plain, explored = learned(False), learned(True)
+    assert explored > 0.95 and plain < 0.5

@@ -69,12 +69,19 @@ def q_learning(
     gamma: float = 1.0,
     max_steps: int = 1000,
     seed: int = 0,
+    explore: bool = False,
 ) -> Tensor:
     """Tabular Q-learning teachers, all MDPs of the batch at once.
 
     Epsilon-greedy behaviour, a constant step size and one episode per MDP per
     round, as the paper's teachers; draws are per MDP (counter-based), so a
     teacher does not depend on its batch.
+
+    ``explore=False`` is the plain recipe: episodes from the MDP's start state, greedy ties to the first
+    action. With Q starting at zero, every untried state then sends its greedy action the same way (into a
+    wall on a grid world) and most of the grid is never learned, however many episodes run. ``explore=True``
+    breaks greedy ties uniformly at random and starts every episode in a state drawn uniformly from the
+    non-terminal ones, so the episodes cover the grid.
     """
     mdp = _check_mdp(mdp)
     episodes = check_int("episodes", episodes, 1)
@@ -88,17 +95,23 @@ def q_learning(
     q = torch.zeros(n, s_count, a_count, dtype=mdp.dtype)
     flat_q = q.view(n * s_count, a_count)
     table = step_table(mdp)
+    starts = mdp.start
+    if explore:
+        free = (~mdp.terminal).to(mdp.dtype)
+        starts = free / free.sum(-1, keepdim=True)
+    per_step = 5 if explore else 4  # the fifth uniform breaks greedy ties
     for ep in range(episodes):
         # only the MDPs whose episode still runs are stepped; random draws come CHUNK steps at a time
         active = torch.arange(n)
-        s = categorical(mdp.start, rng.uniform(START, ep))
+        s = categorical(starts, rng.uniform(START, ep))
         key = rng.key(STEP, ep)
         for t in range(max_steps):
             if t % CHUNK == 0:
-                block = draws(key[active], t // CHUNK, CHUNK * 4).view(len(active), CHUNK, 4)
+                block = draws(key[active], t // CHUNK, CHUNK * per_step).view(len(active), CHUNK, per_step)
             u = block[:, t % CHUNK]
             sa = active * s_count + s
-            greedy = flat_q.index_select(0, sa).argmax(-1)
+            row = flat_q.index_select(0, sa)
+            greedy = _random_argmax(row, u[:, 4]) if explore else row.argmax(-1)
             rand_a = (u[:, 1] * a_count).long().clamp(max=a_count - 1)
             a = torch.where(u[:, 0] < epsilon, rand_a, greedy)
             s2, r, term = transition(table, sa * a_count + a, u[:, 2])
@@ -113,6 +126,14 @@ def q_learning(
                     break
             s = s2
     return q
+
+
+def _random_argmax(values: Tensor, u: Tensor) -> Tensor:
+    """Per row, one of the maximal entries chosen uniformly with the uniform ``u``."""
+    is_max = values == values.max(-1, keepdim=True).values
+    count = is_max.sum(-1)
+    pick = torch.minimum((u * count).long(), count - 1).unsqueeze(-1)  # the pick-th maximal entry, from 0
+    return (is_max.cumsum(-1) > pick).to(torch.int8).argmax(-1)
 
 
 def adversarial(q: Tensor) -> Tensor:
