@@ -227,3 +227,18 @@ def _assert_same(a, b):
             _assert_same(x, y)
     else:
         assert a == b
+
+
+def test_an_interrupted_training_prints_the_command_that_resumes_it_with_its_protocol(tmp_path, monkeypatch):
+    import study.network.rl.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_teacher", interrupted)
+    out = tmp_path / "t.pt"
+    result = runner.invoke(app, ["teacher", "train", "atari/pong", "--algo", "ppo", "--steps", "5000", "--sticky",
+                                 "0.0", "--checkpoint-every", "1000", "--out", str(out)])
+    assert result.exit_code == 130
+    assert (f"distill teacher train atari/pong --algo ppo --steps 5000 --sticky 0.0 --out {out} "
+            "--checkpoint-every 1000 --resume") in " ".join(result.stderr.split())

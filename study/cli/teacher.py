@@ -76,8 +76,10 @@ def teacher_train_cmd(
                                    checkpoint_every=checkpoint_every, eval_episodes=eval_episodes,
                                    eval_epsilon=eval_epsilon, config={"precision": precision}, progress=update)
         except KeyboardInterrupt:
-            err.print(f"interrupted; continue from the last checkpoint with: distill teacher train {env} --algo "
-                      f"{algo} --steps {steps} --out {out_path} --resume", soft_wrap=True)
+            again = f"distill teacher train {env} --algo {algo} --steps {steps} --sticky {spec.sticky} --out {out_path}"
+            again += f" --seed {seed}" if seed else ""
+            again += f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
+            err.print(f"interrupted; continue from the last checkpoint with: {again} --resume", soft_wrap=True)
             raise typer.Exit(130) from None
     draw_curve(result.path)
     m = result.meta
