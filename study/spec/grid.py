@@ -29,7 +29,7 @@ from study.spec.cells import (
     default_teacher_file,
 )
 from study.spec.schema import KEY_SECTION, STICKY, TIERS, StudyError, StudyFile, tier_keys
-from variants import VariantError
+from variants import Variant, VariantError
 
 # ---- loading and expansion -----------------------------------------------------------------------
 
@@ -168,39 +168,41 @@ def _expand(spec: StudyFile, where: str) -> list[Cell]:
     resolved = [(p, *_resolve(p, where, spec.tier)) for p in points]
     used = [False] * len(spec.exclude)
     kept = []
-    for given, params, sections in resolved:
+    for given, params, sections, variant in resolved:
         hits = [i for i, rule in enumerate(spec.exclude) if _matches(params, rule)]
         for i in hits:
             used[i] = True
         if not hits:
-            kept.append((given, params, sections))
+            kept.append((given, params, sections, variant))
     for i, rule in enumerate(spec.exclude):
         if not used[i]:
             raise StudyError(f"{where}: exclude[{i}] {rule!r} matches no cell; check its keys and values")
     if not kept:
         raise StudyError(f"{where}: the grid is empty (every combination is excluded)")
     cells: dict[str, Cell] = {}
-    for given, params, sections in kept:
+    for given, params, sections, variant in kept:
         for seed in spec.seed_list:
-            cell = _cell(spec.tier, seed, params, given, sections)
+            cell = _cell(spec.tier, seed, variant, params, given, sections)
             cells.setdefault(cell.key(), cell)  # two spellings of one cell run once
     return list(cells.values())
 
 
-def _cell(tier: str, seed: int, params: dict[str, Any], given: dict[str, Any], sections: dict[str, Any]) -> Cell:
+def _cell(tier: str, seed: int, variant: Variant, params: dict[str, Any], given: dict[str, Any],
+          sections: dict[str, Any]) -> Cell:
     """A typed cell: the tier's section models (validated per ``TIERS``) become its fields."""
-    variant = build_variant(params)
     kind = TabularCell if tier == "tabular" else NetworkCell
     return kind(tier=tier, seed=seed, variant=variant, params=params, given=given, **sections)
 
 
-def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> tuple[dict[str, Any], dict[str, BaseModel]]:
-    """Fill in defaults and validate every section of one grid point: its flat parameters and typed
-    sections. Only what needs no engine and no file is checked here (``study.run.checks`` does the rest)."""
+def _resolve(point: dict[str, Any], where: str,
+             tier: str = "tabular") -> tuple[dict[str, Any], dict[str, BaseModel], Variant]:
+    """Fill in defaults and validate every section of one grid point: its flat parameters, typed sections
+    and variant (built once, shared by its seeds). Only what needs no engine and no file is checked here
+    (``study.run.checks`` does the rest)."""
     where_point = f"{where}: cell {canonical_json(point)}"
     resolved: dict[str, Any] = {k: v for k, v in point.items() if KEY_SECTION[k] == "variant"}
     try:
-        build_variant(resolved)
+        variant = build_variant(resolved)
     except VariantError as exc:
         raise StudyError(f"{where_point}: {exc}") from None
     sections: dict[str, BaseModel] = {}
@@ -224,7 +226,7 @@ def _resolve(point: dict[str, Any], where: str, tier: str = "tabular") -> tuple[
     elif resolved["student"] == "linear":
         raise StudyError(f"{where_point}: key 'student': 'linear' needs state features, which only the "
                          "two-step toy has; allowed for grid studies: table")
-    return resolved, sections
+    return resolved, sections, variant
 
 
 def _check_network(resolved: dict[str, Any], where: str, tier: str) -> None:
