@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -275,3 +276,136 @@ def _sb3_fps(num_envs: int, steps: int, device: str = "cpu") -> float | None:
     seconds = time.perf_counter() - start
     env.close()
     return model.num_timesteps * 4 / seconds
+
+
+@dataclass
+class EnginePart:
+    """One engine's cost on the timed slice of a study, and its estimate for the whole study."""
+
+    teacher_seconds_per_mdp: float
+    setup_seconds_per_instance: float
+    train_rate: float  # instance-iterations per second
+    evaluate_seconds_per_instance: float
+    timed_seconds: float
+    study_seconds: float
+    rollout_share: float  # of the training time, sampling episodes (NaN where not measured)
+
+
+@dataclass
+class StudyBench:
+    """A real study's first batch of cells, timed on its first ``mdps`` MDPs with this engine and with the
+    previous code path, and the whole study's time estimated from both."""
+
+    study: str
+    arms: int
+    mdps: int
+    iterations: int
+    reference_iterations: int
+    workers: int
+    study_instances: int
+    study_iterations: int
+    study_evaluations: int
+    now: EnginePart
+    before: EnginePart
+    ratio: float
+    timed_ratio: float
+    peak_rss_gib: float
+    machine: str
+
+
+def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_iterations: int | None = None,
+                workers: int = 2) -> StudyBench:
+    """Time a study's first batch of cells (every arm that shares its MDPs) on its first ``mdps`` MDPs.
+
+    Both engines train the same arms on the same MDPs and keys: the compiled engine for ``iterations``
+    iterations, the previous code path for ``reference_iterations`` (the same by default: the same work);
+    each evaluates four times, and each builds the slice's teachers. Rates are measured at the slice's batch
+    size and scaled linearly to the study's tasks (a larger batch runs at least as fast per instance, most
+    of all on the previous path, whose per-step cost barely grows with the batch). The whole study's time
+    is the runner's tasks (:func:`study.run.runner.batches`) spread over ``workers``, each task paying its
+    teacher, set-up, iterations and evaluations at the measured rates.
+    """
+    import resource
+
+    from study.run.checks import check_study
+    from study.run.runner import batches
+    from study.run.tabular import batch_key, build_mdp, build_teacher, train_config
+    from study.spec import load_study
+    from study.spec.cells import TabularCell
+    from study.tabular import reference
+    from study.tabular.students import Student
+
+    torch.set_num_threads(1)
+    for name, value, low in (("mdps", mdps, 1), ("iterations", iterations, 2), ("workers", workers, 1)):
+        if value < low:
+            raise MDPError(f"{name}: {value} is out of range; allowed: {name} >= {low}")
+    reference_iterations = iterations if reference_iterations is None else reference_iterations
+    if reference_iterations < 2:
+        raise MDPError(f"reference_iterations: {reference_iterations} is out of range; allowed: >= 2")
+    study = load_study(ref)
+    if study.spec.tier != "tabular":
+        raise MDPError(f"study {study.name!r} is not a tabular study (tier {study.spec.tier!r}); allowed: a "
+                       "tabular study")
+    study = check_study(study)
+    cells = [c for c in study.cells if isinstance(c, TabularCell)]
+    group = [c for c in cells if batch_key(c) == batch_key(cells[0])]
+    first = group[0]
+    env = first.env.model_copy(update={"mdps": min(mdps, first.env.mdps)})
+    mdp = build_mdp(env)
+    variants = list(dict.fromkeys(c.variant for c in group))
+    plan = Plan(torch.arange(mdp.n_mdps).repeat(len(group)),
+                torch.tensor([variants.index(c.variant) for c in group]).repeat_interleave(mdp.n_mdps),
+                torch.tensor([c.seed for c in group]).repeat_interleave(mdp.n_mdps))
+    student = Student(first.student.student)
+
+    def timed(reference_path: bool, its: int) -> tuple[float, dict[str, float], int]:
+        start = time.perf_counter()
+        teacher = build_teacher(mdp, first.teacher, env.mdp_seed)
+        teacher_seconds = time.perf_counter() - start
+        if reference_path and first.teacher.teacher in ("q_learning", "q_learning_explored"):
+            # the previous batched tensor Q-learning, on the same recipe (it had no expected fall; the work
+            # per step is the same)
+            kwargs = ({} if first.teacher.teacher == "q_learning" else
+                      {"lr": 1.0 if bool((mdp.prob.max(-1).values == 1).all()) else 0.1, "epsilon": 1.0,
+                       "explore": True})
+            start = time.perf_counter()
+            reference.tensor_q_learning(mdp, episodes=first.teacher.q_episodes, gamma=first.teacher.teacher_gamma,
+                                        seed=env.mdp_seed, **kwargs)
+            teacher_seconds = time.perf_counter() - start
+        config = train_config(first.train, first.student)
+        config = replace(config, iterations=its, eval_every=max(1, its // 3))
+        curves = distill(mdp, teacher, variants, plan, config, student=student, reference=reference_path)
+        return teacher_seconds, curves.seconds, len(curves.steps)
+
+    def part(teacher_seconds: float, seconds: dict[str, float], evals: int, its: int) -> EnginePart:
+        n = len(plan)
+        rate = n * its / max(seconds["train"], 1e-9)
+        part_ = EnginePart(teacher_seconds / mdp.n_mdps, seconds["setup"] / n, rate, seconds["evaluate"] / (n * evals),
+                           teacher_seconds + seconds["setup"] + seconds["train"] + seconds["evaluate"], 0.0,
+                           seconds["rollout"] / seconds["train"] if seconds["rollout"] else math.nan)
+        part_.study_seconds = _study_seconds(part_, tasks, first.train.iterations, study_evals, workers)
+        return part_
+
+    tasks = [(len(t) * t[0].env.mdps, t[0].env.mdps) for t in batches(cells, workers)]
+    study_evals = len(train_config(first.train, first.student).eval_at()) + 1
+    now = part(*timed(False, iterations), iterations)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = part(*timed(True, reference_iterations), reference_iterations)
+    return StudyBench(study.name, len(group), mdp.n_mdps, iterations, reference_iterations, workers,
+                      sum(n for n, _ in tasks), first.train.iterations, study_evals, now, before,
+                      before.study_seconds / now.study_seconds,
+                      before.timed_seconds / now.timed_seconds if reference_iterations == iterations else math.nan,
+                      peak / 2**20, machine_description())
+
+
+def _study_seconds(part: EnginePart, tasks: list[tuple[int, int]], iterations: int, evaluations: int,
+                   workers: int) -> float:
+    """The runner's tasks (instances, MDPs) at the measured rates, longest first onto the least loaded of
+    ``workers`` (each task builds its own teachers)."""
+    loads = [0.0] * workers
+    for instances, n_mdps in sorted(tasks, reverse=True):
+        cost = (part.teacher_seconds_per_mdp * n_mdps + part.setup_seconds_per_instance * instances
+                + instances * iterations / part.train_rate + part.evaluate_seconds_per_instance * instances
+                * evaluations)
+        loads[loads.index(min(loads))] += cost
+    return max(loads)

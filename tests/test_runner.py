@@ -286,3 +286,47 @@ def test_grid_run_says_when_reuse_copied_nothing(tmp_path):
     result = runner.invoke(app, ["grid", "run", str(study), "--out", str(tmp_path / "b"), "--workers", "1",
                                  "--reuse", str(tmp_path / "a")])
     assert result.exit_code == 0 and "0 copied from --reuse" in result.output
+
+
+def test_an_interrupted_batch_resumes_from_its_partial_state(tmp_path, monkeypatch):
+    """A batch writes its training state under .partial/ while it trains; killed and run again, it continues
+    from there (the engine is called with that state) and gives the numbers of an uninterrupted run; the
+    state is removed once every cell is written."""
+    import study.run.tabular as tabular
+    from study.run.batch import run_batch
+    from study.store.format import partial_path
+
+    study = check_study(parse_study(TINY))
+    cells = [c for c in study.cells if c.params.get("tau") == 0.1]
+    clean = tmp_path / "clean"
+    Store.open(clean, study)
+    run_batch(str(clean), cells)
+
+    root = tmp_path / "run"
+    Store.open(root, study)
+    monkeypatch.setattr(tabular, "PARTIAL_SECONDS", 0.0)
+    real = tabular.distill
+    calls: list[dict | None] = []
+
+    def stopped(*args, **kwargs):
+        calls.append(kwargs.get("resume"))
+        if len(calls) == 1:
+            def stop(done: int) -> None:
+                if done == 7:
+                    raise KeyboardInterrupt  # as a killed worker: no Python cleanup runs
+            kwargs["progress"] = stop
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tabular, "distill", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(str(root), cells)
+    state = partial_path(root, [c.id for c in cells])
+    assert state.is_file() and not any(Store(root).is_done(c.id) for c in cells)
+    assert run_batch(str(root), cells) == [(c.id, "done") for c in cells]
+    assert calls[0] is None and calls[1] is not None and calls[1]["iteration"] == 6
+    assert not state.exists()
+    assert _finals(root) == _finals(clean)
+    for c in cells:
+        a = pd.read_parquet(root / c.id / "metrics.parquet")
+        b = pd.read_parquet(clean / c.id / "metrics.parquet")
+        pd.testing.assert_frame_equal(a, b)

@@ -1,6 +1,7 @@
-"""The layout and typed cells changed nothing a result depends on: every built-in study whose teachers
-are committed expands to exactly the cell ids it had before (tests/data/cell_ids.json, written by the
-version before the change; an id hashes a cell's resolved variant, parameters, seed and teacher bytes)."""
+"""Refactoring changes nothing a result depends on: every built-in study whose teachers are committed
+expands to exactly the cell ids it had before (tests/data/cell_ids.json; an id hashes a cell's resolved
+variant, parameters, seed and teacher bytes). A study whose definition changes on purpose gets its new ids
+recorded with the change (czarnecki_fig3 at the paper's scale, and czarnecki_fig3_weak)."""
 
 from __future__ import annotations
 

@@ -753,7 +753,7 @@ def test_occupancy_and_return_from_one_factorisation_equal_the_separate_solves()
 def test_solves_by_slices_of_the_batch_equal_one_solve(monkeypatch):
     """A batch too big for SOLVE_ENTRIES is solved slice by slice: the same numbers, and the same gradients
     to float32 rounding."""
-    import study.tabular.mdp as mdp_module
+    import study.tabular.solve as mdp_module
 
     mdp = generators.gridworld(5, size=6, noise=0.2, seed=3)  # float32, as studies run
     logits = torch.randn(5, mdp.n_states, mdp.n_actions, generator=torch.Generator().manual_seed(1),
@@ -777,11 +777,25 @@ def test_solves_by_slices_of_the_batch_equal_one_solve(monkeypatch):
 
 
 def test_random_argmax_picks_uniformly_among_the_maxima():
-    from study.tabular.teachers import _random_argmax
+    from study.tabular.kernels import _greedy
 
-    values = torch.tensor([[0.0, 2.0, 1.0, 2.0]] * 4 + [[5.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
-    u = torch.tensor([0.0, 0.49, 0.5, 0.999999, 0.7], dtype=torch.float64)
-    assert _random_argmax(values, u).tolist() == [1, 1, 3, 3, 0]
+    values = np.array([[0.0, 2.0, 1.0, 2.0]] * 4 + [[5.0, 1.0, 1.0, 1.0]])
+    u = [0.0, 0.49, 0.5, 0.999999, 0.7]
+    assert [_greedy(row, x, True) for row, x in zip(values, u, strict=True)] == [1, 1, 3, 3, 0]
+    assert [_greedy(row, x, False) for row, x in zip(values, u, strict=True)] == [1, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("explore", [False, True])
+@pytest.mark.parametrize("lr", [0.1, 1.0])
+def test_compiled_q_learning_learns_the_tensor_codes_teachers(explore, lr):
+    """The compiled Q-learning reads the same hashed numbers and computes each update in the MDP's own
+    precision, operation by operation: the batched tensor code's Q-tables bit for bit."""
+    from study.tabular.reference import tensor_q_learning
+
+    for mdp in (generators.gridworld(3, size=7, noise=0.2, seed=1),
+                generators.garnet(3, n_states=9, n_actions=3, seed=2, dtype=torch.float64)):
+        kw = dict(episodes=40, seed=3, explore=explore, lr=lr, epsilon=0.3, gamma=0.95, max_steps=60)
+        assert torch.equal(teachers.q_learning(mdp, **kw), tensor_q_learning(mdp, **kw))
 
 
 def test_exploring_q_learning_covers_the_grid():
@@ -799,3 +813,93 @@ def test_exploring_q_learning_covers_the_grid():
 
     plain, explored = learned(False), learned(True)
     assert explored > 0.95 and plain < 0.5
+
+
+@pytest.mark.parametrize("kind", ["gridworld", "garnet", "exit_chain", "corridor"])
+def test_compiled_rollout_draws_the_tensor_rollouts_episodes(kind):
+    """The compiled kernel reads the same hashed numbers as the tensor loop it replaced and computes the
+    control policy (teacher, student softmax and uniform, weighted per instance) at the visited states
+    only: the same episodes, including cut ones and several episodes per instance."""
+    from study.tabular.reference import tensor_rollout
+    from study.tabular.rollout import Acting
+
+    make = {"gridworld": lambda: generators.gridworld(3, size=6, noise=0.2, seed=4),
+            "garnet": lambda: generators.garnet(3, n_states=7, n_actions=3, seed=1),
+            "exit_chain": lambda: generators.exit_chain(3, length=6),
+            "corridor": lambda: generators.corridor(3, length=5, noise=0.3)}
+    mdp = make[kind]()
+    gen = torch.Generator().manual_seed(7)
+    shape = (3, mdp.n_states, mdp.n_actions)
+    teacher = torch.softmax(torch.randn(shape, generator=gen, dtype=torch.float64) * 2, -1)
+    logits = torch.randn(shape, generator=gen, dtype=torch.float64) * 2
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3, 0.5, 0.2]], dtype=torch.float64)
+    mixed = (weights[:, 2, None, None] / mdp.n_actions + weights[:, 0, None, None] * teacher
+             + weights[:, 1, None, None] * torch.softmax(logits, -1))
+    for round_ in range(3):
+        keys = combine(instance_keys(torch.arange(3), 5), round_)
+        for ours, control in ((rollout(mdp, teacher, keys, episodes=4, max_steps=12), teacher),
+                              (rollout(mdp, Acting(teacher, logits, weights), keys, episodes=4, max_steps=12), mixed)):
+            ref = tensor_rollout(mdp, control, keys, episodes=4, max_steps=12)
+            assert torch.equal(ours.valid, ref.valid) and torch.equal(ours.cut, ref.cut)
+            assert torch.equal(ours.instance, ref.instance) and torch.equal(ours.lengths, ref.valid.sum(-1))
+            v = ref.valid
+            assert torch.equal(ours.states[v], ref.states[v]) and torch.equal(ours.actions[v], ref.actions[v])
+            assert torch.equal(ours.rewards[v], ref.rewards[v]) and ours.rewards.dtype == ref.rewards.dtype
+
+
+def test_rollout_counts_each_visited_state_once():
+    """The rollout's per-row bookkeeping: every step's row is its instance and state, rows are distinct,
+    and their visit counts add up to the steps taken."""
+    mdp = generators.gridworld(4, size=6, noise=0.2, seed=5)
+    pol = torch.softmax(torch.randn(4, mdp.n_states, mdp.n_actions, generator=torch.Generator().manual_seed(2)), -1)
+    ro = rollout(mdp, pol, instance_keys(torch.arange(4), 3), episodes=3, max_steps=30)
+    flat = ro.instance[ro.episode] * mdp.n_states + ro.step_states
+    assert torch.equal(ro.visited[ro.step_row], flat)
+    assert len(torch.unique(ro.visited)) == len(ro.visited)
+    assert torch.equal(ro.visits, torch.bincount(ro.step_row, minlength=len(ro.visited)))
+    assert int(ro.visits.sum()) == int(ro.lengths.sum()) == len(ro.step_states)
+
+
+def test_explored_q_learning_teachers_are_optimal_on_deterministic_grid_worlds():
+    """The q_learning_explored recipe (uniform behaviour, random starts and ties, targets through the
+    expected fall, step size 1 on deterministic moves) reaches the optimal return on every grid world within
+    the paper's 2,000 episodes; the plain recipe does not."""
+    from study.run.tabular import optimal_return
+
+    mdp = generators.gridworld(8, size=12, seed=4)
+    optimal = optimal_return(mdp)
+
+    def greedy_return(q: torch.Tensor) -> torch.Tensor:
+        return mdp.to(torch.float64).episode_return(teachers.teacher_policy(q.double(), 0.0))
+
+    explored = greedy_return(teachers.explored_q_learning(mdp, episodes=2000, seed=0))
+    plain = greedy_return(teachers.q_learning(mdp, episodes=2000, seed=0))
+    assert (explored >= optimal - 1e-6 * optimal.abs().clamp(min=1)).all(), (explored, optimal)
+    assert (plain < optimal - 0.01).any()
+
+
+def test_extra_actions_that_are_not_copies_of_the_moves():
+    """Fig. 4's extra actions: repeating the moves (the default, unchanged), staying in place, or moving
+    at random; noise replaces the chosen effect as for the moves."""
+    plain = generators.gridworld(2, size=6, n_actions=9, seed=3, noise=0.2)
+    again = generators.gridworld(2, size=6, n_actions=9, seed=3, noise=0.2, extra_actions="repeat")
+    assert torch.equal(plain.succ, again.succ) and torch.equal(plain.prob, again.prob)
+    stay = generators.gridworld(2, size=6, n_actions=9, seed=3, noise=0.2, extra_actions="stay").validate()
+    assert stay.succ.shape[-1] == 5
+    own = torch.arange(stay.n_states).view(1, -1, 1)
+    assert torch.equal(stay.succ[..., 4], own.expand(2, -1, 9))
+    torch.testing.assert_close(stay.prob[:, :, 4:, 4], torch.full_like(stay.prob[:, :, 4:, 4], 0.8))
+    assert (stay.prob[:, :, :4, 4] == 0).all() and torch.equal(stay.prob[:, :, :4, :4], plain.prob[:, :, :4])
+    rand = generators.gridworld(2, size=6, n_actions=9, seed=3, noise=0.2, extra_actions="random").validate()
+    torch.testing.assert_close(rand.prob[:, :, 4:], torch.full_like(rand.prob[:, :, 4:], 0.25))
+    assert torch.equal(rand.prob[:, :, :4], plain.prob[:, :, :4])
+    # the uniform policy's walk changes with the design, the optimum does not get worse
+    for mdp in (stay, rand):
+        assert (optimal_value(mdp) >= optimal_value(plain) - 1e-5).all()
+    with pytest.raises(MDPError, match="extra_actions"):
+        generators.gridworld(1, size=6, n_actions=5, extra_actions="copy")
+
+
+def optimal_value(mdp):
+    q = teachers.value_iteration(mdp.to(torch.float64))
+    return (mdp.start.double() * q.max(-1).values).sum(-1)

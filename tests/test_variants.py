@@ -910,3 +910,64 @@ def test_changing_a_property_changes_the_answer_under_the_same_name(monkeypatch)
     assert not n.gradient_field
     _register(monkeypatch, dataclasses.replace(reward_registry.REWARDS["neg_next_loss"], student_dependent=False))
     assert Variant.from_dict(n.to_dict()).gradient_field
+
+
+def _regrouping_cases() -> list[variants.Variant]:
+    cases = [e.variant for e in variants.CATALOGUE.values()]
+    base = variants.variant("entropy_regularised")
+    cases += [base.with_(gamma=0.9), base.with_(n_step=2, critic="learned", gamma=0.95),
+              variants.variant("n_distill").with_(env_reward=True, n_step=3),
+              variants.variant("on_policy_distill").with_(loss="reverse_kl", tau=0.5)]
+    return cases
+
+
+@pytest.mark.parametrize("variant", _regrouping_cases(), ids=lambda v: v.name or v.describe())
+def test_regrouped_surrogate_has_the_per_step_surrogates_value_and_gradient(variant):
+    """Summing the per-step surrogate over trajectories in a finite state space, or regrouping its terms
+    by state, gives the same loss and the same gradients for the student's table and a learned critic."""
+    from variants.policy import student_log_probs
+
+    gen = torch.Generator().manual_seed(3)
+    n_states, n_actions, b, t = 6, 3, 5, 9
+    table = torch.randn(n_states, n_actions, generator=gen, dtype=torch.float64, requires_grad=True)
+    critic = torch.randn(n_states, generator=gen, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(n_states, n_actions, generator=gen, dtype=torch.float64)
+    v_teacher = torch.randn(n_states, generator=gen, dtype=torch.float64)
+    v_student = torch.randn(n_states, generator=gen, dtype=torch.float64)
+    states = torch.randint(n_states, (b, t), generator=gen)
+    actions = torch.randint(n_actions, (b, t), generator=gen)
+    env_reward = torch.randn(b, t, generator=gen, dtype=torch.float64)
+    valid = torch.arange(t).unsqueeze(0) < torch.tensor([9, 1, 4, 7, 2]).unsqueeze(-1)
+    uses_v = variant.reward_spec.needs_v_teacher or variant.v_cond
+
+    per_step = variants.surrogate(
+        variant, student_out=table[states], teacher_out=teacher[states], actions=actions, valid=valid,
+        env_reward=env_reward, v_teacher=v_teacher[states] if uses_v else None,
+        v_student=v_student[states] if variant.v_cond else None,
+        v_critic=critic[states] if variant.critic != "none" else None).sum()
+
+    index = valid.nonzero(as_tuple=True)
+    rows, where, counts = torch.unique(states[index], return_inverse=True, return_counts=True)
+    v_t, v_s = (v_teacher[rows] if uses_v else None), (v_student[rows] if variant.v_cond else None)
+    action_returns = state_returns = None
+    if variants.has_returns(variant):
+        loss = variants.masked_state_loss(variant, table[rows].detach(), teacher[rows], v_t, v_s)
+        ret = variants.step_returns(
+            variant, index, valid, student_logp=student_log_probs(table[rows].detach())[where],
+            teacher_out=teacher[rows][where], actions=actions[index], loss=loss[where],
+            env_reward=env_reward[index], v_teacher=None if v_t is None else v_t[where],
+            v_critic=critic[states].detach() if variant.critic != "none" else None)
+        action_returns = ret.new_zeros(len(rows), n_actions).index_put_((where, actions[index]), ret, accumulate=True)
+        state_returns = action_returns.sum(-1)
+    regrouped = variants.regrouped_surrogate(
+        variant, student_out=table[rows], teacher_out=teacher[rows], visits=counts, action_returns=action_returns,
+        v_teacher=v_t, v_student=v_s, v_critic=critic[rows] if variant.critic == "learned" else None,
+        state_returns=state_returns)
+
+    inputs = [table, critic] if variant.critic == "learned" else [table]
+    want = torch.autograd.grad(per_step, inputs)
+    got = torch.autograd.grad(regrouped, inputs)
+    for a, b_ in zip(want, got, strict=True):
+        torch.testing.assert_close(b_, a, rtol=1e-10, atol=1e-12)
+    if variant.critic != "learned":  # a learned critic's regrouped value omits a constant
+        torch.testing.assert_close(regrouped, per_step, rtol=1e-10, atol=1e-12)

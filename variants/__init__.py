@@ -10,7 +10,14 @@ from variants.losses import LOSSES, state_loss
 from variants.policy import kl, student_log_probs, teacher_log_probs
 from variants.rewards import REWARDS, RewardParts, RewardSpec, reward_parts
 from variants.spec import Variant
-from variants.surrogate import masked_state_loss, returns_to_go, surrogate
+from variants.surrogate import (
+    has_returns,
+    masked_state_loss,
+    regrouped_surrogate,
+    returns_to_go,
+    step_returns,
+    surrogate,
+)
 
 __all__ = [
     "CATALOGUE",
@@ -23,11 +30,14 @@ __all__ = [
     "Variant",
     "VariantError",
     "get",
+    "has_returns",
     "kl",
     "masked_state_loss",
+    "regrouped_surrogate",
     "returns_to_go",
     "reward_parts",
     "state_loss",
+    "step_returns",
     "student_log_probs",
     "surrogate",
     "teacher_log_probs",

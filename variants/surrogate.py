@@ -148,6 +148,44 @@ def _at(tensor: Tensor | None, index: tuple[Tensor, Tensor]) -> Tensor | None:
     return None if tensor is None else tensor[index]
 
 
+def has_returns(variant: Variant) -> bool:
+    """Whether ``R_t`` can be non-zero: a pseudo-reward, the environment reward or a critic. Without any,
+    the surrogate is the per-state loss alone and no returns need computing."""
+    return variant.reward_spec.build is not None or variant.env_reward or variant.critic != "none"
+
+
+def step_returns(
+    variant: Variant,
+    index: tuple[Tensor, Tensor],
+    valid: Tensor,
+    *,
+    student_logp: Tensor,
+    teacher_out: Tensor,
+    actions: Tensor,
+    loss: Tensor,
+    env_reward: Tensor | None = None,
+    v_teacher: Tensor | None = None,
+    v_critic: Tensor | None = None,
+) -> Tensor:
+    """``stopgrad(R_t)`` at the valid steps ``index`` of trajectories ``valid`` ``[B, T]``.
+
+    The per-step inputs are packed over ``index`` (``[len, ...]``) except ``v_critic``, the critic's value
+    of every step ``[B, T]``, which bootstraps the n-step return where step ``t + n`` happened.
+    """
+    rhat = _packed_rewards(
+        variant, index, valid.shape, student_logp=student_logp.detach(), teacher_out=teacher_out,
+        actions=actions, loss=loss.detach(), env_reward=env_reward, v_teacher=v_teacher,
+    )
+    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()
+    if variant.critic != "none":
+        if v_critic is None:
+            raise ValueError(f"variant {variant.name or variant.describe()!r} needs the critic's values (v_critic)")
+        if variant.n_step is None:  # Variant refuses a critic without n_step already
+            raise ValueError(f"variant {variant.name or variant.describe()!r}: a critic needs n_step")
+        ret = bootstrapped(ret, v_critic.detach(), valid, variant.gamma, variant.n_step)
+    return ret[index]
+
+
 def surrogate(
     variant: Variant,
     *,
@@ -174,23 +212,45 @@ def surrogate(
     student, teacher, v_teacher_at = student_out[index], teacher_out[index], _at(v_teacher, index)
     loss = masked_state_loss(variant, student, teacher, v_teacher_at, _at(v_student, index))
     logp_all = student_log_probs(student)
-    rhat = _packed_rewards(
-        variant, index, valid.shape, student_logp=logp_all.detach(), teacher_out=teacher, actions=a,
-        loss=loss.detach(), env_reward=_at(env_reward, index), v_teacher=v_teacher_at,
-    )
-    ret = returns_to_go(rhat, variant.gamma, variant.n_step).detach()
-    critic: Tensor | None = None
-    if variant.critic != "none":
-        if v_critic is None:
-            raise ValueError(f"variant {variant.name or variant.describe()!r} needs the critic's values (v_critic)")
-        if variant.n_step is None:  # Variant refuses a critic without n_step already
-            raise ValueError(f"variant {variant.name or variant.describe()!r}: a critic needs n_step")
-        critic = v_critic
-        ret = bootstrapped(ret, critic.detach(), valid, variant.gamma, variant.n_step)
-    ret = ret[index]
+    ret = step_returns(variant, index, valid, student_logp=logp_all, teacher_out=teacher, actions=a, loss=loss,
+                       env_reward=_at(env_reward, index), v_teacher=v_teacher_at, v_critic=v_critic)
     logp = logp_all.gather(-1, a.unsqueeze(-1)).squeeze(-1)
     per_step = -logp * ret + loss
     if variant.critic == "learned":
-        assert critic is not None  # set above: a learned critic is a critic
-        per_step = per_step + 0.5 * (ret - critic[index]) ** 2
+        assert v_critic is not None  # step_returns refuses a critic without values
+        per_step = per_step + 0.5 * (ret - v_critic[index]) ** 2
     return per_step.new_zeros(valid.shape[0]).index_add(0, index[0], per_step)
+
+
+def regrouped_surrogate(
+    variant: Variant,
+    *,
+    student_out: Tensor,
+    teacher_out: Tensor,
+    visits: Tensor,
+    action_returns: Tensor | None = None,
+    v_teacher: Tensor | None = None,
+    v_student: Tensor | None = None,
+    v_critic: Tensor | None = None,
+    state_returns: Tensor | None = None,
+) -> Tensor:
+    """The sum of :func:`surrogate` over a batch of trajectories, regrouped by state.
+
+    In a finite MDP the per-step terms of a state differ only in their returns, so with ``visits`` ``[M]``
+    (how often each of ``M`` states was visited), ``action_returns`` ``[M, A]`` (the sum of ``R_t`` over
+    the steps that took each action there) and ``state_returns`` ``[M]`` (their sum over actions, for a
+    learned critic), ``sum_s visits(s) l(s) - sum_(s,a) action_returns(s, a) log pi(a|s)`` has the same
+    value and gradient as the per-step sum, at a cost that does not grow with episode length. The learned
+    critic's regression is written as ``visits V^2 / 2 - V sum_t R_t``: the same gradient, the value without
+    the constant ``sum_t R_t^2 / 2``.
+    """
+    loss = masked_state_loss(variant, student_out, teacher_out, v_teacher, v_student)
+    total = (visits.to(loss.dtype) * loss).sum()
+    if action_returns is not None:
+        total = total - (action_returns * student_log_probs(student_out)).sum()
+    if variant.critic == "learned":
+        if v_critic is None or state_returns is None:
+            raise ValueError(f"variant {variant.name or variant.describe()!r}: a learned critic needs its values "
+                             "(v_critic) and the returns of each state (state_returns)")
+        total = total + (0.5 * visits.to(v_critic.dtype) * v_critic**2 - v_critic * state_returns).sum()
+    return total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,41 +14,87 @@ from study.cli.common import UsageError, cli_errors, err, out, progress
 
 @cli_errors
 def bench_tabular_cmd(
-    mdps: Annotated[int, typer.Option(help="Grid worlds in the batch.")] = 1000,
+    mdps: Annotated[int | None, typer.Option(
+        help="Grid worlds in the batch [default: 1000; with --study, the MDPs of the timed slice: 100].")] = None,
     size: Annotated[int, typer.Option(help="Grid side.")] = 20,
-    iterations: Annotated[int, typer.Option(help="Iterations per run (the first is not timed).")] = 6,
+    iterations: Annotated[int | None, typer.Option(
+        help="Iterations per run (the first is not timed) [default: 6; with --study: 60].")] = None,
     loop_mdps: Annotated[int | None, typer.Option(help="MDPs the per-MDP loop covers (default: all).")] = None,
+    study: Annotated[str | None, typer.Option(help="Time a real study's first cells against the previous engine "
+                                                   "and estimate the whole study (built-in name or file).")] = None,
+    reference_iterations: Annotated[int | None, typer.Option(
+        help="With --study: iterations of the previous engine (default: --iterations).")] = None,
+    workers: Annotated[int, typer.Option(help="With --study: workers the estimate assumes.")] = 2,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
 ) -> None:
-    """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s."""
+    """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s; with --study,
+    a real study's cells against the previous engine, and the whole study's estimated time."""
     from study.bench import bench_tabular
     from study.store.format import check_writable_file, write_json
 
+    mdps = mdps if mdps is not None else (100 if study is not None else 1000)
+    iterations = iterations if iterations is not None else (60 if study is not None else 6)
     for name, value, low in (("mdps", mdps, 1), ("size", size, 3), ("iterations", iterations, 2),
-                             ("loop-mdps", loop_mdps if loop_mdps is not None else 1, 1)):
+                             ("loop-mdps", loop_mdps if loop_mdps is not None else 1, 1), ("workers", workers, 1),
+                             ("reference-iterations", reference_iterations or 2, 2)):
         if value < low:
             raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= {low}")
     if json_path is not None:
         check_writable_file(json_path)
-    total = mdps if loop_mdps is None else min(loop_mdps, mdps)
-    with progress() as bar:
-        task = bar.add_task("per-MDP loop", total=total)
-        result = bench_tabular(mdps=mdps, size=size, iterations=iterations, loop_mdps=loop_mdps,
-                               progress=lambda done: bar.update(task, completed=done))
-    table = Table(title=f"tabular engine: {mdps} grid worlds {size}x{size}, sampled on-policy distill")
-    for col in ("engine", "MDPs", "timed iterations", "seconds", "MDP-iterations/s"):
-        table.add_column(col)
-    timed = iterations - 1
-    table.add_row("batched", str(mdps), str(timed), f"{result.batched_seconds:.2f}", f"{result.batched_rate:,.0f}")
-    table.add_row("per-MDP loop", str(result.loop_mdps), str(timed), f"{result.loop_seconds:.2f}",
-                  f"{result.loop_rate:,.0f}")
-    out.print(table)
-    out.print(f"speed-up: {result.ratio:.1f}x (target: >= 50x at 1000 MDPs)")
-    out.print(f"projected Fig. 3 scale (1000 grid worlds x 30,000 iterations): "
-              f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 curves")
-    out.print(f"machine: {result.machine}")
+    if study is not None:
+        result = _bench_study(study, mdps, iterations, reference_iterations, workers)
+    else:
+        total = mdps if loop_mdps is None else min(loop_mdps, mdps)
+        with progress() as bar:
+            task = bar.add_task("per-MDP loop", total=total)
+            result = bench_tabular(mdps=mdps, size=size, iterations=iterations, loop_mdps=loop_mdps,
+                                   progress=lambda done: bar.update(task, completed=done))
+        table = Table(title=f"tabular engine: {mdps} grid worlds {size}x{size}, sampled on-policy distill")
+        for col in ("engine", "MDPs", "timed iterations", "seconds", "MDP-iterations/s"):
+            table.add_column(col)
+        timed = iterations - 1
+        table.add_row("batched", str(mdps), str(timed), f"{result.batched_seconds:.2f}", f"{result.batched_rate:,.0f}")
+        table.add_row("per-MDP loop", str(result.loop_mdps), str(timed), f"{result.loop_seconds:.2f}",
+                      f"{result.loop_rate:,.0f}")
+        out.print(table)
+        out.print(f"speed-up: {result.ratio:.1f}x (target: >= 50x at 1000 MDPs)")
+        out.print(f"projected Fig. 3 scale (1000 grid worlds x 30,000 iterations): "
+                  f"{result.fig3_hours_per_curve:.2f} h per curve, {result.fig3_hours_all_curves:.1f} h for its 9 "
+                  "curves")
+        out.print(f"machine: {result.machine}")
     if json_path is not None:
         write_json(json_path, dataclasses.asdict(result))
+
+
+def _bench_study(study: str, mdps: int, iterations: int, reference_iterations: int | None, workers: int) -> Any:
+    from study.bench import bench_study
+
+    with err.status(f"timing {study}: this engine, then the previous code path"):
+        result = bench_study(study, mdps=mdps, iterations=iterations, reference_iterations=reference_iterations,
+                             workers=workers)
+    table = Table(title=f"{result.study}: its first {result.arms} arms on {result.mdps} MDPs "
+                        f"({result.arms * result.mdps} instances)")
+    for col in ("engine", "timed iterations", "teacher s/MDP", "set-up ms/instance", "instance-iterations/s",
+                "evaluation ms/instance", f"whole study, {result.workers} workers"):
+        table.add_column(col)
+    for name, its, part in (("this engine", result.iterations, result.now),
+                            ("previous code path", result.reference_iterations, result.before)):
+        table.add_row(name, str(its), f"{part.teacher_seconds_per_mdp:.3f}",
+                      f"{part.setup_seconds_per_instance * 1000:.2f}", f"{part.train_rate:,.0f}",
+                      f"{part.evaluate_seconds_per_instance * 1000:.2f}", f"{part.study_seconds / 60:,.1f} min")
+    out.print(table)
+    out.print(f"whole study: {result.study_instances:,} instances x {result.study_iterations:,} iterations, "
+              f"{result.study_evaluations} evaluations; estimated {result.now.study_seconds / 60:.1f} min "
+              f"against {result.before.study_seconds / 3600:.1f} h before ({result.ratio:.1f}x)")
+    if result.now.rollout_share == result.now.rollout_share:
+        out.print(f"this engine's training time: {result.now.rollout_share:.0%} sampling episodes, the rest the "
+                  "surrogate, its gradient and the step")
+    if result.timed_ratio == result.timed_ratio:  # not NaN: both engines did the same work
+        out.print(f"on the timed work itself: {result.before.timed_seconds:.1f} s before, "
+                  f"{result.now.timed_seconds:.1f} s now ({result.timed_ratio:.1f}x)")
+    out.print(f"peak memory of the timed slice: {result.peak_rss_gib:.2f} GiB")
+    out.print(f"machine: {result.machine}")
+    return result
 
 
 @cli_errors

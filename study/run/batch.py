@@ -17,17 +17,18 @@ import torch
 
 from study.spec import Cell
 from study.spec.cells import NetworkCell, TabularCell
-from study.store.format import Summary, provenance
+from study.store.format import Summary, partial_path, provenance
 from study.store.store import Store
 
 
-def run_cells(cells: Sequence[Cell], device: str = "cpu") -> list[tuple[pd.DataFrame, Summary]]:
-    """Per cell, its tidy metrics and its summary: tabular cells of one batch together, network cells one by
-    one."""
+def run_cells(cells: Sequence[Cell], device: str = "cpu",
+              partial: Path | None = None) -> list[tuple[pd.DataFrame, Summary]]:
+    """Per cell, its tidy metrics and its summary: tabular cells of one batch together (checkpointed to
+    ``partial`` while they train, when given), network cells one by one."""
     if all(isinstance(c, TabularCell) for c in cells):
         from study.run.tabular import run_tabular_cells
 
-        return run_tabular_cells([c for c in cells if isinstance(c, TabularCell)])
+        return run_tabular_cells([c for c in cells if isinstance(c, TabularCell)], partial=partial)
     from study.run.network import run_network_cell
 
     return [run_network_cell(c, device) for c in cells if isinstance(c, NetworkCell)]
@@ -48,9 +49,11 @@ def run_batch(root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tup
 
 def _run_marked(store: Store, root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tuple[str, str]]:
     start = time.time()
+    partial = partial_path(store.root, [c.id for c in cells])
     try:
-        results = run_cells(cells, device)
+        results = run_cells(cells, device, partial)
     except Exception as exc:
+        partial.unlink(missing_ok=True)  # a batch that fails is not resumed
         if len(cells) > 1:
             return [pair for cell in cells for pair in run_batch(root, [cell], device)]
         _write_failed(store, cells[0], exc, start)
@@ -67,6 +70,7 @@ def _run_marked(store: Store, root: str, cells: Sequence[Cell], device: str = "c
             continue
         store.write_cell(cell, metrics=metrics, summary=summary, provenance=prov)
         out.append((cell.id, "done"))
+    partial.unlink(missing_ok=True)  # every cell is written: nothing left to resume
     return out
 
 

@@ -8,6 +8,7 @@ random streams make each cell's numbers the same as if it ran alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -15,13 +16,16 @@ import torch
 from study.spec import Cell, canonical_json
 from study.spec.cells import TabularCell
 from study.spec.schema import EnvParams, StudentParams, TeacherParams, TrainParams
-from study.store.format import Summary
+from study.store.format import Summary, write_torch
 from study.tabular import generators as gen
 from study.tabular import teachers as T
 from study.tabular.engine import Curves, Plan, TrainConfig, distill
 from study.tabular.mdp import TabularMDP
 from study.tabular.metrics import METRICS
 from study.tabular.students import Student
+
+# how often a running batch writes its training state (a resumed run loses at most this much work)
+PARTIAL_SECONDS = 300.0
 
 
 def batch_key(cell: Cell) -> str:
@@ -36,7 +40,8 @@ def build_mdp(env: EnvParams) -> TabularMDP:
     n, g = env.mdps, env.generator
     if g == "gridworld":
         return gen.gridworld(n, size=env.size, n_actions=env.n_actions, wall_frac=env.wall_frac,
-                             penalty_frac=env.penalty_frac, noise=env.noise, absorb=env.absorb, seed=env.mdp_seed)
+                             penalty_frac=env.penalty_frac, noise=env.noise, absorb=env.absorb, seed=env.mdp_seed,
+                             extra_actions=env.extra_actions)
     if g == "garnet":
         return gen.garnet(n, n_states=env.n_states, n_actions=env.n_actions, branching=env.branching,
                           absorb=env.absorb, n_terminal=env.n_terminal, seed=env.mdp_seed)
@@ -48,13 +53,16 @@ def build_mdp(env: EnvParams) -> TabularMDP:
 
 
 def build_teacher(mdp: TabularMDP, teacher: TeacherParams, mdp_seed: int) -> torch.Tensor:
-    """Teacher outputs: optimal Q, Q-learning, or -Q* (adversarial); optionally noisy states.
+    """Teacher outputs: optimal Q, Q-learning (plain, or exploring the whole MDP), or -Q* (adversarial);
+    optionally noisy states.
 
     Noisy states get outputs ``log p`` with ``p ~ Dirichlet(1)``: a random
     distribution that each variant's temperature then sharpens or flattens.
     """
     if teacher.teacher == "q_learning":
         q = T.q_learning(mdp, episodes=teacher.q_episodes, gamma=teacher.teacher_gamma, seed=mdp_seed)
+    elif teacher.teacher == "q_learning_explored":
+        q = T.explored_q_learning(mdp, episodes=teacher.q_episodes, gamma=teacher.teacher_gamma, seed=mdp_seed)
     else:
         q = T.value_iteration(mdp, gamma=teacher.teacher_gamma)
         if teacher.teacher == "adversarial":
@@ -67,12 +75,18 @@ def build_teacher(mdp: TabularMDP, teacher: TeacherParams, mdp_seed: int) -> tor
 def train_config(train: TrainParams, student: StudentParams) -> TrainConfig:
     """The engine's settings from a cell's budget and student sections."""
     return TrainConfig(mode=train.mode, iterations=train.iterations, lr=train.lr, optimizer=train.optimizer,
-                       eval_every=train.eval_every, episodes=train.episodes, max_steps=train.max_steps,
-                       init_scale=student.init_scale)
+                       eval_every=train.eval_every, eval_log=train.eval_log, episodes=train.episodes,
+                       max_steps=train.max_steps, init_scale=student.init_scale)
 
 
-def run_tabular_cells(cells: Sequence[TabularCell]) -> list[tuple[pd.DataFrame, Summary]]:
-    """Train cells that share a batch key together; per cell, its tidy metrics and its summary."""
+def run_tabular_cells(cells: Sequence[TabularCell],
+                      partial: Path | None = None) -> list[tuple[pd.DataFrame, Summary]]:
+    """Train cells that share a batch key together; per cell, its tidy metrics and its summary.
+
+    With ``partial``, the training state is written there every ``PARTIAL_SECONDS`` and a state left by an
+    earlier run of the same cells is continued (same numbers as an uninterrupted run), so that a batch of
+    hours survives an interruption.
+    """
     first = cells[0]
     if any(batch_key(c) != batch_key(first) for c in cells):
         raise ValueError("run_cells needs cells that share MDPs, teacher, student and budget")
@@ -91,8 +105,19 @@ def run_tabular_cells(cells: Sequence[TabularCell]) -> list[tuple[pd.DataFrame, 
         torch.tensor(variant_of).repeat_interleave(n),
         torch.tensor([c.seed for c in cells]).repeat_interleave(n),
     )
+    ids = [c.id for c in cells]
+    resume = None
+    if partial is not None and partial.is_file():
+        saved = torch.load(partial, map_location="cpu", weights_only=True)
+        resume = saved["engine"] if isinstance(saved, dict) and saved.get("cells") == ids else None
+
+    def save(state: dict) -> None:
+        assert partial is not None  # only passed as a checkpoint with a partial path
+        write_torch(partial, {"cells": ids, "engine": state})
+
     curves = distill(mdp, teacher, variants, plan, train_config(first.train, first.student),
-                     student=Student(first.student.student))
+                     student=Student(first.student.student), resume=resume,
+                     checkpoint=save if partial is not None else None, checkpoint_seconds=PARTIAL_SECONDS)
     optimal = optimal_return(mdp)
     return [_cell_results(cell, curves, slice(i * n, (i + 1) * n), optimal) for i, cell in enumerate(cells)]
 

@@ -101,7 +101,11 @@ class Cell:
         parts.pop("name")
         identity: dict[str, Any] = {"variant": parts}
         for section in self.sections.values():
-            identity.update(section.model_dump())
+            dump = section.model_dump()
+            for key, default in getattr(type(section), "LATER_KEYS", {}).items():
+                if dump.get(key) == default:
+                    dump.pop(key)
+            identity.update(dump)
         if identity.get("student_fraction") == 1.0:  # the whole teacher's size is width 1 (width_for_fraction)
             identity.update(student_fraction=None, width=1.0)
         return identity

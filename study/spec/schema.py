@@ -7,7 +7,7 @@ student or the training budget. Pure: pydantic models and the variant catalogue 
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -33,10 +33,14 @@ CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta
 
 
 class EnvParams(BaseModel):
-    """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``."""
+    """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``; a grid world's
+    actions beyond the fourth repeat the moves (``extra_actions = "repeat"``), stay in place (``"stay"``) or
+    move at random (``"random"``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat"}  # see TrainParams.LATER_KEYS
     generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
+    extra_actions: Literal["repeat", "stay", "random"] = "repeat"
     mdps: int = Field(20, ge=1)
     mdp_seed: int = Field(0, ge=0)
     size: int = Field(10, ge=3)
@@ -52,11 +56,12 @@ class EnvParams(BaseModel):
 
 
 class TeacherParams(BaseModel):
-    """How each MDP's teacher is made: exact optimal Q, Q-learning, or adversarial (-Q*); an optional
-    fraction of states with random action distributions."""
+    """How each MDP's teacher is made: exact optimal Q, Q-learning (``q_learning``: the paper's plain recipe,
+    weak on large grid worlds; ``q_learning_explored``: episodes that cover the MDP, near-optimal), or
+    adversarial (-Q*); an optional fraction of states with random action distributions."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    teacher: Literal["optimal", "q_learning", "adversarial"] = "optimal"
+    teacher: Literal["optimal", "q_learning", "q_learning_explored", "adversarial"] = "optimal"
     teacher_noise: float = Field(0.0, ge=0.0, le=1.0)
     q_episodes: int = Field(2000, ge=1)
     teacher_gamma: float = Field(1.0, gt=0.0, le=1.0)
@@ -73,12 +78,18 @@ class StudentParams(BaseModel):
 
 class TrainParams(BaseModel):
     """The budget of a tabular cell: exact or sampled updates, the optimiser, iterations, evaluation
-    interval and, when sampled, the episodes per iteration and their length."""
+    interval (``eval_every``, plus ``eval_log`` log-spaced evaluations before the first interval ends, so
+    that a long run's curves keep their early part) and, when sampled, the episodes per iteration and their
+    length."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    #: keys added after studies were run with the section's defaults: a cell's id hashes one only when it is
+    #: set to something else, so that adding it changed no existing id
+    LATER_KEYS: ClassVar[dict[str, Any]] = {"eval_log": 0}
     mode: Literal["exact", "sampled"] = "sampled"
     iterations: int = Field(300, ge=1)
     eval_every: int = Field(20, ge=1)
+    eval_log: int = Field(0, ge=0)
     lr: float = Field(0.05, gt=0.0)
     optimizer: Literal["sgd", "adam"] = "adam"
     episodes: int = Field(1, ge=1)

@@ -42,6 +42,15 @@ PROVENANCE = "provenance.json"
 ERROR = "error.json"
 TMP_PREFIX = ".tmp-"
 RUNNING_PREFIX = ".running-"
+# a batch's training state while it runs (resumed by the next run of the same batch; removed when it ends)
+PARTIAL_DIR = ".partial"
+
+
+def partial_path(root: Path, cell_ids: list[str]) -> Path:
+    """Where a batch of cells keeps its training state between checkpoints: named by its cells."""
+    import hashlib
+
+    return Path(root) / PARTIAL_DIR / (hashlib.sha256(",".join(cell_ids).encode()).hexdigest()[:16] + ".pt")
 CELL_DIR = re.compile(r"^[0-9a-f]{16}$")
 METRIC_COLUMNS = ("cell", "mdp", "step", "metric", "value")
 #: references a score is normalised between (random 0, teacher 1); optimal is shown beside them

@@ -53,6 +53,9 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
+EXTRA_ACTIONS = ("repeat", "stay", "random")
+
+
 def gridworld(
     n: int = 1,
     *,
@@ -65,6 +68,7 @@ def gridworld(
     absorb: float = 0.01,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    extra_actions: str = "repeat",
 ) -> TabularMDP:
     """Czarnecki et al.'s grid worlds.
 
@@ -82,7 +86,11 @@ def gridworld(
     cyclically: action ``a`` moves like ``a mod 4``. The MDP, its optimal
     values and the uniform policy's random walk stay those of the 4-action
     grid, and the teacher spreads its mass over equivalent copies; what grows
-    is only the number of actions a sampled update must cover.
+    is only the number of actions a sampled update must cover. Two designs
+    whose extra actions are not copies: ``extra_actions="stay"`` (they leave
+    the agent in place, entering its own cell again; a fifth successor per
+    action) and ``"random"`` (they move in a uniformly random direction).
+    Either way noise, when set, replaces the chosen effect as for the moves.
 
     Wall cells are stored as terminal states with no start mass: they are
     unreachable, and metrics over "non-terminal" states skip them. (Free cells
@@ -91,6 +99,8 @@ def gridworld(
     n = _check_n(n)
     size = check_int("size", size, 3)
     n_actions = check_int("n_actions", n_actions, 4)
+    if extra_actions not in EXTRA_ACTIONS:
+        raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
     wall_frac = check_float("wall_frac", wall_frac, "0 <= wall_frac <= 0.5", 0.0, 0.5)
     penalty_frac = check_float("penalty_frac", penalty_frac, "0 <= penalty_frac <= 1", 0.0, 1.0)
     noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
@@ -131,11 +141,21 @@ def gridworld(
         c2 = np.clip(cols[:, None] + _MOVES[None, :, 1], 0, size - 1)
         dest = r2 * size + c2
         dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 4]
-        # probabilities over the four moves for each action
-        move_p = np.full((n_actions, 4), noise / 4)
-        move_p[np.arange(n_actions), np.arange(n_actions) % 4] += 1 - noise
-        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, 4)).copy()
-        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, 4)).copy()
+        # probabilities over the four moves (and staying, for that design) for each action
+        stay = extra_actions == "stay"
+        if stay:
+            dest = np.concatenate([dest, np.arange(n_cells)[:, None]], axis=1)  # [S, 5]
+        move_p = np.zeros((n_actions, dest.shape[1]))
+        move_p[:, :4] = noise / 4
+        effect = np.arange(n_actions) % 4 if extra_actions == "repeat" else np.minimum(np.arange(n_actions), 4)
+        if extra_actions == "random":
+            move_p[4:, :4] = 0.25
+            move_p[np.arange(4), effect[:4]] += 1 - noise
+        else:
+            move_p[np.arange(n_actions), effect] += 1 - noise
+        k_count = dest.shape[1]
+        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, k_count)).copy()
+        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, k_count)).copy()
         reward = value[succ]
         terminal = is_wall.copy()
         terminal[terminals] = True
@@ -143,7 +163,8 @@ def gridworld(
         start[centre] = 1.0
         mdps.append({"succ": succ, "prob": prob, "reward": reward, "terminal": terminal,
                      "start": start, "absorb": np.float64(absorb)})
-    info = {"generator": "gridworld", "size": size, "n_actions": n_actions, "wall_frac": wall_frac,
+    info = {"generator": "gridworld", "size": size, "n_actions": n_actions, "extra_actions": extra_actions,
+            "wall_frac": wall_frac,
             "terminal_values": list(terminal_values), "penalty_frac": penalty_frac, "noise": noise,
             "absorb": absorb, "seed": seed}
     return _stack(mdps, dtype, info)

@@ -4,8 +4,8 @@ Each (state, action) lists ``K`` successors with their probabilities and the
 reward received on that transition. Successor lists keep a 1000-MDP batch of
 20x20 grid worlds small (a dense ``[S, A, S]`` table would not be), and serve
 both the sampler (gather, then draw) and the exact engine (expectations are
-weighted gathers; only the policy's ``[S, S]`` matrix is built densely, for the
-linear solves).
+weighted gathers; the linear solves of :mod:`study.tabular.solve` build the
+policy's ``[S, S]`` matrix densely, or only its band).
 
 Episodes: after every transition the episode ends if the new state is
 terminal, and otherwise with probability ``absorb`` (a fall into an absorbing
@@ -18,14 +18,13 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
-# the most numbers the dense [S, S] systems of one batch slice may hold: 512 MiB in float64 (the solve's
-# working copies take a few times that)
-SOLVE_ENTRIES = 2**26
+from study.tabular.solve import Systems, band_of, solve
+
 # the tensors with one row per MDP, and those of them that are floating point
 PER_MDP_FIELDS = ("succ", "prob", "reward", "terminal", "start", "absorb", "features")
 FLOAT_FIELDS = ("prob", "reward", "start", "absorb", "features")
@@ -234,14 +233,29 @@ class TabularMDP:
         out.view(n, -1).scatter_add_(1, flat, w.reshape(n, -1))
         return out
 
+    @cached_property
+    def band(self) -> tuple[int, int]:
+        """Lower and upper bandwidth of the transitions over the batch (how far from the diagonal
+        ``I - P_pi`` can be non-zero), which decides whether its solves may use a banded factorisation."""
+        return band_of(self.succ)
+
+    def systems(self, policy: Tensor, gamma: float = 1.0) -> Systems:
+        """``I - gamma P_pi``, the matrix every exact evaluation solves with, for policies ``[N, S, A]``."""
+        n, s, a, k = self.succ.shape
+        w = policy.unsqueeze(-1) * self.prob
+        w = w * self.continuation().gather(1, self.succ.reshape(n, -1)).reshape(self.succ.shape)
+        return Systems(self.succ.reshape(n, s, a * k), w.reshape(n, s, a * k), gamma, self.band)
+
     def occupancy(self, policy: Tensor) -> Tensor:
         """Expected visits per state in one episode, ``d = mu (I - P_pi)^-1``, ``[N, S]``."""
-        return self._by_chunks(lambda m, pi: _solve(m.policy_matrix(pi).transpose(1, 2), m.start, 1.0), policy)
+        occ, _ = solve(self.systems(self._checked(policy)), self.start, None)
+        return occ.to(torch.promote_types(policy.dtype, self.dtype))
 
     def evaluate(self, policy: Tensor, gamma: float = 1.0, reward: Tensor | None = None) -> Tensor:
         """``V^pi(s)`` of an expected per-(s, a) reward (default: the MDP's), ``[N, S]``."""
         r = self.expected_reward() if reward is None else reward.expand_as(policy)
-        return self._by_chunks(lambda m, pi, rr: _solve(m.policy_matrix(pi), (pi * rr).sum(-1), gamma), policy, r)
+        _, values = solve(self.systems(self._checked(policy), gamma), None, (policy * r).sum(-1))
+        return values.to(torch.promote_types(policy.dtype, r.dtype))
 
     def episode_return(self, policy: Tensor, gamma: float = 1.0) -> Tensor:
         """Expected return from the start distribution, ``[N]``."""
@@ -250,52 +264,19 @@ class TabularMDP:
     def occupancy_and_return(self, policy: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`occupancy` and :meth:`episode_return` (gamma 1) from one factorisation of
         ``I - P_pi``: evaluating students needs both, and the factorisation is most of the cost."""
+        occ, values = solve(self.systems(self._checked(policy)), self.start,
+                            (policy * self.expected_reward()).sum(-1))
+        dtype = torch.promote_types(policy.dtype, self.dtype)
+        return occ.to(dtype), (self.start * values.to(dtype)).sum(-1)
 
-        def both(m: TabularMDP, pi: Tensor) -> tuple[Tensor, Tensor]:
-            lu, pivots = torch.linalg.lu_factor(_system(m.policy_matrix(pi), 1.0))
-            rhs = torch.stack([m.start.to(torch.float64), (pi * m.expected_reward()).sum(-1).to(torch.float64)], -1)
-            occ = torch.linalg.lu_solve(lu, pivots, rhs[..., :1], adjoint=True).squeeze(-1)
-            values = torch.linalg.lu_solve(lu, pivots, rhs[..., 1:]).squeeze(-1)
-            dtype = torch.promote_types(pi.dtype, m.dtype)
-            return occ.to(dtype), (m.start * values).sum(-1).to(dtype)
-
-        return self._by_chunks(both, policy)
-
-    def _by_chunks(self, solve: Callable[..., Any], *per_mdp: Tensor) -> Any:
-        """``solve(mdps, *tensors)`` over slices of the batch, so that the dense ``[S, S]`` systems of one
-        slice hold at most SOLVE_ENTRIES numbers: a thousand 20x20 grid worlds would need gigabytes at once.
-        Each MDP's system is solved on its own numbers whatever the slice (see :func:`_solve`)."""
-        for t in per_mdp:
-            if t.shape[0] != self.n_mdps:
-                raise MDPError(f"a per-MDP tensor has shape {tuple(t.shape)}; allowed: one row per MDP "
-                               f"({self.n_mdps} rows)")
-        size = max(1, SOLVE_ENTRIES // self.n_states**2)
-        if self.n_mdps <= size:
-            return solve(self, *per_mdp)
-        parts = [solve(self._rows(i, i + size), *(t[i:i + size] for t in per_mdp))
-                 for i in range(0, self.n_mdps, size)]
-        if isinstance(parts[0], tuple):
-            return tuple(torch.cat(column) for column in zip(*parts, strict=True))
-        return torch.cat(parts)
+    def _checked(self, policy: Tensor) -> Tensor:
+        if policy.shape[0] != self.n_mdps:
+            raise MDPError(f"a per-MDP tensor has shape {tuple(policy.shape)}; allowed: one row per MDP "
+                           f"({self.n_mdps} rows)")
+        return policy
 
     def uniform_states(self) -> Tensor:
         """Uniform weights over the non-terminal states, ``[N, S]``."""
         w = (~self.terminal).to(self.dtype)
         return w / w.sum(-1, keepdim=True)
 
-
-def _solve(p: Tensor, rhs: Tensor, gamma: float) -> Tensor:
-    """``x = (I - gamma P)^-1 rhs`` per MDP, solved in float64 and returned in ``rhs``'s dtype.
-
-    In float32, a batched solve rounds differently from the same system alone,
-    so an MDP's values would depend on its batch; in float64 the difference is
-    far below float32's resolution.
-    """
-    x = torch.linalg.solve(_system(p, gamma), rhs.to(torch.float64).unsqueeze(-1)).squeeze(-1)
-    return x.to(torch.promote_types(p.dtype, rhs.dtype))
-
-
-def _system(p: Tensor, gamma: float) -> Tensor:
-    """``I - gamma P`` in float64, the matrix every exact evaluation solves with."""
-    p64 = p.to(torch.float64)
-    return torch.eye(p.shape[-1], dtype=torch.float64, device=p.device).expand_as(p64) - gamma * p64

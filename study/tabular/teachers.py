@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+from study.tabular import kernels
 from study.tabular.mdp import MDPError, TabularMDP, check_float, check_int
-from study.tabular.rng import NOISE, START, STEP, CounterRNG, categorical, draws, instance_keys
-from study.tabular.rollout import CHUNK, step_table, transition
+from study.tabular.rng import NOISE, START, STEP, CounterRNG, instance_keys
+from study.tabular.rollout import step_table
 from variants.policy import teacher_log_probs
 
 _SEED_MAX = 2**63 - 1  # seeds are held in int64 tensors
@@ -70,8 +71,9 @@ def q_learning(
     max_steps: int = 1000,
     seed: int = 0,
     explore: bool = False,
+    expected_fall: bool = False,
 ) -> Tensor:
-    """Tabular Q-learning teachers, all MDPs of the batch at once.
+    """Tabular Q-learning teachers, one MDP after another in a compiled loop.
 
     Epsilon-greedy behaviour, a constant step size and one episode per MDP per
     round, as the paper's teachers; draws are per MDP (counter-based), so a
@@ -81,7 +83,9 @@ def q_learning(
     action. With Q starting at zero, every untried state then sends its greedy action the same way (into a
     wall on a grid world) and most of the grid is never learned, however many episodes run. ``explore=True``
     breaks greedy ties uniformly at random and starts every episode in a state drawn uniformly from the
-    non-terminal ones, so the episodes cover the grid.
+    non-terminal ones, so the episodes cover the grid. ``expected_fall`` bootstraps through the chance of
+    falling into the absorbing state (with ``gamma (1 - absorb)``) instead of cutting the target where an
+    episode happened to fall, so that Q converges to the MDP's own values.
     """
     mdp = _check_mdp(mdp)
     episodes = check_int("episodes", episodes, 1)
@@ -90,50 +94,31 @@ def q_learning(
     gamma = _check_gamma(gamma)
     max_steps = check_int("max_steps", max_steps, 1)
     seed = _check_seed(seed)
-    n, s_count, a_count = mdp.n_mdps, mdp.n_states, mdp.n_actions
+    n = mdp.n_mdps
     rng = CounterRNG(instance_keys(torch.full((n,), seed), torch.arange(n)))
-    q = torch.zeros(n, s_count, a_count, dtype=mdp.dtype)
-    flat_q = q.view(n * s_count, a_count)
-    table = step_table(mdp)
+    q = torch.zeros(n, mdp.n_states, mdp.n_actions, dtype=mdp.dtype)
     starts = mdp.start
-    if explore:
+    if explore:  # the fifth uniform of each step breaks greedy ties
         free = (~mdp.terminal).to(mdp.dtype)
         starts = free / free.sum(-1, keepdim=True)
-    per_step = 5 if explore else 4  # the fifth uniform breaks greedy ties
-    for ep in range(episodes):
-        # only the MDPs whose episode still runs are stepped; random draws come CHUNK steps at a time
-        active = torch.arange(n)
-        s = categorical(starts, rng.uniform(START, ep))
-        key = rng.key(STEP, ep)
-        for t in range(max_steps):
-            if t % CHUNK == 0:
-                block = draws(key[active], t // CHUNK, CHUNK * per_step).view(len(active), CHUNK, per_step)
-            u = block[:, t % CHUNK]
-            sa = active * s_count + s
-            row = flat_q.index_select(0, sa)
-            greedy = _random_argmax(row, u[:, 4]) if explore else row.argmax(-1)
-            rand_a = (u[:, 1] * a_count).long().clamp(max=a_count - 1)
-            a = torch.where(u[:, 0] < epsilon, rand_a, greedy)
-            s2, r, term = transition(table, sa * a_count + a, u[:, 2])
-            goes_on = ~term & (u[:, 3] >= mdp.absorb[active])
-            nxt = flat_q.index_select(0, active * s_count + s2).max(-1).values
-            target = r + gamma * torch.where(goes_on, nxt, 0.0)
-            old = flat_q[sa, a]
-            flat_q[sa, a] = old + lr * (target - old)
-            if not goes_on.all():
-                active, s2, block = active[goes_on], s2[goes_on], block[goes_on]
-                if len(active) == 0:
-                    break
-            s = s2
+    discount = torch.full((n,), gamma, dtype=mdp.dtype)
+    if expected_fall:
+        discount = (gamma * (1.0 - mdp.absorb.to(torch.float64))).to(mdp.dtype)
+    real = torch.empty(0, dtype=mdp.dtype).numpy().dtype.type
+    kernels.q_learning(q.numpy(), rng.key(START).numpy(), rng.key(STEP).numpy(), starts.cumsum(-1).numpy(),
+                       step_table(mdp).numpy(), mdp.absorb.to(torch.float64).numpy(), episodes, real(lr), epsilon,
+                       discount.numpy(), max_steps, explore, expected_fall)
     return q
 
 
-def _random_argmax(values: Tensor, u: Tensor) -> Tensor:
-    """Per row, one of the maximal entries chosen uniformly with the uniform ``u``."""
-    is_max = values == values.max(-1, keepdim=True).values
-    count = is_max.sum(-1)
-    pick = torch.minimum((u * count).long(), count - 1).unsqueeze(-1)  # the pick-th maximal entry, from 0
-    return (is_max.cumsum(-1) > pick).to(torch.int8).argmax(-1)
+def explored_q_learning(mdp: TabularMDP, *, episodes: int = 2000, gamma: float = 1.0, seed: int = 0) -> Tensor:
+    """A Q-learning teacher a practitioner would call trained: uniform behaviour (epsilon 1; Q-learning
+    learns the greedy values off-policy), episodes from uniformly random non-terminal states, random greedy
+    ties, targets through the expected fall, and step size 1 where every move is deterministic (the update
+    is then exact) or 0.1 where moves are noisy."""
+    deterministic = bool((mdp.prob.max(-1).values == 1).all())
+    return q_learning(mdp, episodes=episodes, lr=1.0 if deterministic else 0.1, epsilon=1.0, gamma=gamma,
+                      seed=seed, explore=True, expected_fall=True)
 
 
 def adversarial(q: Tensor) -> Tensor:
