@@ -439,7 +439,9 @@ def _sampled_loss(
             leaves.append((g_rows, student_rows))
         else:
             student_rows = student_all.index_select(0, mine)
-        local = torch.searchsorted(g.index, row_inst)
+        # rows of the group's own tables, read only by variants with V_T or +V cond
+        needs_local = g.v_teacher is not None or g.variant.v_cond
+        local = torch.searchsorted(g.index, row_inst) if needs_local else None
         v_t = None if g.v_teacher is None else g.v_teacher[local, row_state]
         v_s = None
         if g.variant.v_cond:
