@@ -33,6 +33,8 @@ DT = torch.float64
         ({"critic": "learned", "n_step": 1, "critic_lr": 0.0}, ["critic_lr", "allowed"]),
         ({"critic": "learned", "n_step": 1, "critic_lr": 1.5}, ["critic_lr", "allowed"]),
         ({"critic": "learned", "n_step": 1, "critic_lr": "fast"}, ["critic_lr", "not a number", "allowed"]),
+        ({"critic": "learned", "n_step": 1, "critic_init": "optimal"}, ["unknown start 'optimal'", "zero, teacher_v"]),
+        ({"critic": "exact", "n_step": 1, "critic_init": "teacher_v"}, ["critic_init 'teacher_v'", "critic 'learned'"]),
     ],
 )
 def test_bad_critics_are_refused_with_what_is_allowed(kwargs, words):
@@ -56,6 +58,11 @@ def test_unused_critic_settings_leave_the_identity_alone():
     for v in (plain, exact_td, learned):
         assert Variant.from_dict(v.to_dict()).to_dict() == v.to_dict()
     assert "TD(1) learned critic" in learned.describe()
+    # where a learned critic starts is part of the recipe only when it is not the default
+    assert learned.with_(critic_init="zero").to_dict() == learned.to_dict()
+    warm = learned.with_(critic_init="teacher_v")
+    assert warm.fingerprint != learned.fingerprint and warm.to_dict()["critic_init"] == "teacher_v"
+    assert Variant.from_dict(warm.to_dict()) == warm and "from V_T" in warm.describe()
 
 
 def test_gradient_field_counts_an_exact_critic_as_the_whole_return():
@@ -145,6 +152,18 @@ def test_critic_cells_are_the_same_alone_and_in_a_batch(grid):
     # the learned critic moved only where it exists
     assert full.extras["critic"][full.plan.variant_index == 0].abs().sum() > 0
     assert not full.extras["critic"][full.plan.variant_index != 0].any()
+
+
+def test_a_critic_started_at_the_teachers_values_moves_only_where_visited(grid):
+    """TD + V_pi: the critic starts at V_T; TD moves the visited states and leaves the rest at V_T."""
+    mdp, teacher = grid
+    v = V.variant("no_teacher", tau=0.1, n_step=1, critic="learned", critic_init="teacher_v")
+    config = TrainConfig(mode="sampled", iterations=1, lr=0.05, max_steps=60, eval_every=1)
+    curves = distill(mdp, teacher, [v], Plan.product(3, 1, [0]), config)
+    v_t = T.teacher_values(mdp, teacher, 0.1, 1.0)
+    assert (v_t != 0).float().mean() > 0.9  # a critic that started at zero would differ almost everywhere
+    moved = curves.extras["critic"] != v_t.to(curves.extras["critic"].dtype)
+    assert moved.any() and (~moved).sum() > 0.5 * moved.numel()
 
 
 def test_exact_mode_refuses_a_learned_critic_and_runs_an_exact_one(grid):

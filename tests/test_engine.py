@@ -7,6 +7,7 @@ import torch
 
 import variants as V
 from study.tabular import generators as gen
+from study.tabular import metrics
 from study.tabular import teachers as T
 from study.tabular.engine import Plan, TrainConfig, distill
 from study.tabular.mdp import MDPError
@@ -151,4 +152,14 @@ def test_a_resumed_run_gives_the_uninterrupted_runs_numbers(optimizer):
     assert torch.equal(resumed.extras["critic"], whole.extras["critic"])
     for name, values in whole.values.items():
         assert torch.equal(resumed.values[name], values), name
-    assert torch.equal(resumed.extras["episode_length"], whole.extras["episode_length"])
+    torch.testing.assert_close(resumed.extras["episode_length"], whole.extras["episode_length"], rtol=0, atol=0,
+                               equal_nan=True)
+
+
+def test_evaluation_a_chunk_of_instances_at_a_time_gives_the_same_metrics(setup, monkeypatch):
+    mdp, teacher, variants, config = setup
+    whole = distill(mdp, teacher, variants, Plan.product(4, 2, [0]), config)
+    monkeypatch.setattr(metrics, "CHUNK_ENTRIES", 3 * mdp.succ[0].numel())  # chunks of 3, the last one short
+    chunked = distill(mdp, teacher, variants, Plan.product(4, 2, [0]), config)
+    for name, values in whole.values.items():
+        assert torch.equal(chunked.values[name], values), name

@@ -26,6 +26,11 @@ CRITICS: dict[str, str] = {
              "(tabular only)",
 }
 
+CRITIC_INITS: dict[str, str] = {
+    "zero": "the learned critic starts at zero (actor-critic from scratch)",
+    "teacher_v": "the learned critic starts at the teacher's values V_T (its tau and gamma) and moves by TD",
+}
+
 # the variant's real-valued fields and their ranges (checked in full below)
 NUMBER_RANGES = {"tau": "tau >= 0", "jsd_beta": "0 <= jsd_beta <= 1", "gamma": "0 < gamma <= 1",
                  "critic_lr": "0 < critic_lr <= 1"}
@@ -43,6 +48,7 @@ class Variant:
         nothing (Monte-Carlo), a learned value table, or the exact value (see CRITICS).
     critic_lr: the learned critic's TD step size: each iteration,
         V(s) += critic_lr * the mean of R_t - V(s) over the visits of s.
+    critic_init: where a learned critic starts (see CRITIC_INITS).
     """
 
     control: Control = field(default_factory=Control)
@@ -56,6 +62,7 @@ class Variant:
     n_step: int | None = None
     critic: str = "none"
     critic_lr: float = 0.3
+    critic_init: str = "zero"
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -89,6 +96,8 @@ class Variant:
             raise VariantError(f"reward: unknown pseudo-reward {self.reward!r}; allowed: {', '.join(REWARDS)}")
         if not isinstance(self.critic, str) or self.critic not in CRITICS:
             raise VariantError(f"critic: unknown critic {self.critic!r}; allowed: {', '.join(CRITICS)}")
+        if not isinstance(self.critic_init, str) or self.critic_init not in CRITIC_INITS:
+            raise VariantError(f"critic_init: unknown start {self.critic_init!r}; allowed: {', '.join(CRITIC_INITS)}")
         if not (math.isfinite(self.critic_lr) and 0.0 < self.critic_lr <= 1.0):
             raise VariantError(f"critic_lr: {self.critic_lr} is out of range; allowed: 0 < critic_lr <= 1")
         if not (math.isfinite(self.tau) and self.tau >= 0):
@@ -125,6 +134,11 @@ class Variant:
             raise VariantError(
                 f"meaningless variant: critic {self.critic!r} bootstraps the return after n_step steps, but "
                 "n_step is none (Monte-Carlo); allowed: n_step >= 1 with a critic, or critic 'none'"
+            )
+        if self.critic_init != "zero" and self.critic != "learned":
+            raise VariantError(
+                f"meaningless variant: critic_init {self.critic_init!r} says where a learned critic starts, but "
+                f"the critic is {self.critic!r}; allowed: critic 'learned' with it, or critic_init 'zero'"
             )
         if self.tau == 0:
             if LOSSES[self.loss].needs_teacher_logp or (self.loss == "jsd" and self.jsd_beta == 1.0):
@@ -216,7 +230,8 @@ class Variant:
         reward = self.reward + (" +R" if self.env_reward else "") + (" +Vcond" if self.v_cond else "")
         if self.critic != "none":
             reward += f" TD({self.n_step}) {self.critic} critic" + (
-                f" (lr {self.critic_lr:g})" if self.critic == "learned" else "")
+                f" (lr {self.critic_lr:g})" if self.critic == "learned" else "") + (
+                " from V_T" if self.critic_init == "teacher_v" else "")
         return f"{self.control.describe()} / {self.loss} / {reward}"
 
     def with_(self, **changes: Any) -> Variant:
@@ -241,9 +256,12 @@ class Variant:
 
         Critic settings that change nothing are left out (no critic; the step
         size of a critic that is not learned), so that a recipe's fingerprint
-        and cell ids do not depend on options it does not use.
+        and cell ids do not depend on options it does not use; so is the
+        default start of a learned critic, which came later.
         """
         data = asdict(self)
+        if self.critic_init == "zero":
+            data.pop("critic_init")
         if self.critic != "learned":
             data.pop("critic_lr")
         if self.critic == "none":

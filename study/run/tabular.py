@@ -46,7 +46,8 @@ def build_mdp(env: EnvParams) -> TabularMDP:
         return gen.garnet(n, n_states=env.n_states, n_actions=env.n_actions, branching=env.branching,
                           absorb=env.absorb, n_terminal=env.n_terminal, seed=env.mdp_seed)
     if g == "corridor":
-        return gen.corridor(n, length=env.length, noise=env.noise, absorb=env.absorb)
+        return gen.corridor(n, length=env.length, noise=env.noise, absorb=env.absorb, goal_reward=env.goal_reward,
+                            step_reward=env.step_reward)
     if g == "exit_chain":
         return gen.exit_chain(n, length=env.length, absorb=env.absorb)
     return gen.bandit(n, n_actions=env.n_actions)

@@ -27,7 +27,7 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 VARIANT_KEYS = ("variant", "control", "beta", "schedule", "beta_final", "horizon", "decay", "epsilon",
                 "teacher_tau", "loss", "reward", "env_reward", "v_cond", "tau", "jsd_beta", "gamma", "n_step",
-                "critic", "critic_lr")
+                "critic", "critic_lr", "critic_init")
 CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta_final": "beta_final",
                 "horizon": "horizon", "decay": "decay", "epsilon": "epsilon", "teacher_tau": "teacher_tau"}
 
@@ -35,10 +35,11 @@ CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta
 class EnvParams(BaseModel):
     """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``; a grid world's
     actions beyond the fourth repeat the moves (``extra_actions = "repeat"``), stay in place (``"stay"``) or
-    move at random (``"random"``)."""
+    move at random (``"random"``); a corridor pays ``step_reward`` per step and ``goal_reward`` at its goal."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat"}  # see TrainParams.LATER_KEYS
+    # see TrainParams.LATER_KEYS
+    LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat", "goal_reward": 10.0, "step_reward": -1.0}
     generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
     extra_actions: Literal["repeat", "stay", "random"] = "repeat"
     mdps: int = Field(20, ge=1)
@@ -53,6 +54,8 @@ class EnvParams(BaseModel):
     branching: int = Field(2, ge=1)
     n_terminal: int = Field(0, ge=0)
     length: int = Field(10, ge=2)
+    goal_reward: float = 10.0
+    step_reward: float = -1.0
 
 
 class TeacherParams(BaseModel):

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -31,6 +32,7 @@ from variants import Variant, has_returns, masked_state_loss, regrouped_surrogat
 from variants.policy import softmax, student_log_probs, teacher_log_probs
 
 Mode = Literal["exact", "sampled"]
+LENGTH = "episode_length"  # recorded beside the metrics: the mean episode length since the previous record
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,17 @@ class Curves:
 class _Group:
     variant: Variant
     index: Tensor
-    mdp: TabularMDP
+    mdps: TabularMDP  # the distinct MDPs; ``of`` names each of the group's instances'
+    of: Tensor
     teacher_out: Tensor
     teacher_act: Tensor
-    v_teacher: Tensor | None
+    v_teacher: Tensor | None = None
+
+    @cached_property
+    def mdp(self) -> TabularMDP:
+        """One MDP per instance of the group, copied only when a variant reads it (exact values, + V cond):
+        at thousands of actions each copy is about 100 MB per grid world."""
+        return self.mdps.select(self.of)
 
 
 def distill(
@@ -209,11 +218,12 @@ def _distill(mdp: TabularMDP, teacher_out: Tensor, variants: Sequence[Variant], 
         index = (plan.variant_index == vi).nonzero().squeeze(-1)
         if len(index) == 0:
             continue
-        g_mdp = inst_mdp.select(index)
         g_out = inst_teacher.index_select(0, index)
         teacher_logp[index] = teacher_log_probs(g_out, variant.tau)
-        v_t = teacher_values(g_mdp, g_out, variant.tau, variant.gamma) if exact.values_needed(variant) else None
-        groups.append(_Group(variant, index, g_mdp, g_out, exact.teacher_acting_probs(variant, g_out), v_t))
+        group = _Group(variant, index, mdp, plan.mdp_index[index], g_out, exact.teacher_acting_probs(variant, g_out))
+        if exact.values_needed(variant):
+            group.v_teacher = teacher_values(group.mdp, g_out, variant.tau, variant.gamma)
+        groups.append(group)
     if reference:  # every instance solved, as the previous path did
         teacher_policy = teacher_logp.exp()
         teacher_occ, teacher_ret = inst_mdp.occupancy(teacher_policy), inst_mdp.episode_return(teacher_policy)
@@ -231,7 +241,12 @@ def _distill(mdp: TabularMDP, teacher_out: Tensor, variants: Sequence[Variant], 
     # learned critics: one value table per instance, moved by the TD update whatever the students' optimiser
     critic = critic_rate = visits = None
     if any(g.variant.critic == "learned" for g in groups):
-        critic = params.new_zeros(len(plan), mdp.n_states).requires_grad_()
+        critic = params.new_zeros(len(plan), mdp.n_states)
+        for g in groups:
+            if g.variant.critic_init == "teacher_v":
+                assert g.v_teacher is not None  # values_needed says so
+                critic[g.index] = g.v_teacher.to(critic.dtype)
+        critic.requires_grad_()
         critic_rate = params.new_tensor([v.critic_lr for v in variants])[plan.variant_index]
         visits = torch.zeros_like(critic)
 
@@ -241,10 +256,12 @@ def _distill(mdp: TabularMDP, teacher_out: Tensor, variants: Sequence[Variant], 
               and not student.pin_last and not reference)
     steps: list[int] = []
     records: dict[str, list[Tensor]] = {name: [] for name in METRICS}
-    lengths: list[Tensor] = []
+    records[LENGTH] = []
+    lengths: list[Tensor] = []  # per iteration since the last record; summarised there, so memory stays flat
 
     def record(iteration: int) -> None:
         if not record_metrics:
+            lengths.clear()
             return
         start = time.perf_counter()
         with torch.no_grad():
@@ -253,6 +270,9 @@ def _distill(mdp: TabularMDP, teacher_out: Tensor, variants: Sequence[Variant], 
         steps.append(iteration)
         for name in METRICS:
             records[name].append(values[name])
+        records[LENGTH].append(torch.stack(lengths).mean(0) if lengths else
+                               torch.full((len(plan),), float("nan"), dtype=params.dtype))
+        lengths.clear()
         clock["evaluate"] += time.perf_counter() - start
 
     clock["setup"] += time.perf_counter()
@@ -301,10 +321,11 @@ def _distill(mdp: TabularMDP, teacher_out: Tensor, variants: Sequence[Variant], 
             saved = time.perf_counter()
     record(config.iterations)
     stacked = {k: torch.stack(v) if v else torch.empty(0, len(plan)) for k, v in records.items()}
+    episode_length = stacked.pop(LENGTH)
     final_logits = student.logits(params.detach(), inst_mdp)
     curves = Curves(steps, stacked, plan, teacher_ret, uniform_ret, final_logits, seconds=clock)
-    if lengths:
-        curves.extras["episode_length"] = torch.stack(lengths)
+    if config.mode == "sampled" and record_metrics:
+        curves.extras["episode_length"] = episode_length
     if critic is not None:  # [N, S]; zero for instances without a learned critic
         curves.extras["critic"] = critic.detach()
     return curves

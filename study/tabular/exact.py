@@ -81,8 +81,8 @@ def expected_pseudo_reward(
 
 
 def values_needed(variant: Variant) -> bool:
-    """Whether the variant reads V_T (teacher V reward, +V cond)."""
-    return variant.reward_spec.needs_v_teacher or variant.v_cond
+    """Whether the variant reads V_T (teacher V reward, +V cond, a critic that starts from it)."""
+    return variant.reward_spec.needs_v_teacher or variant.v_cond or variant.critic_init == "teacher_v"
 
 
 def check_exact(variant: Variant) -> None:

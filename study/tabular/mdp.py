@@ -197,7 +197,7 @@ class TabularMDP:
         """Floating tensors cast to ``dtype`` (float64 for exact checks)."""
         return self._map(lambda t: t.to(dtype), FLOAT_FIELDS)
 
-    def _rows(self, start: int, stop: int) -> TabularMDP:
+    def rows(self, start: int, stop: int) -> TabularMDP:
         """The MDPs ``start:stop`` as views (no copy)."""
         return self._map(lambda t: t[start:stop])
 

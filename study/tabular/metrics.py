@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from study.tabular.mdp import TabularMDP
 from variants.policy import kl, log_softmax
 
 METRICS = ("kl_student", "kl_teacher", "kl_uniform", "return", "agreement")
+# (instance, state, action, successor) entries evaluated at once: the exact solves' temporaries grow with
+# them, which at thousands of actions would otherwise be several GiB per evaluation
+CHUNK_ENTRIES = 1 << 24
 
 
 def _weighted(per_state: Tensor, weights: Tensor) -> Tensor:
@@ -27,8 +31,15 @@ def evaluate_students(
     the student's, the teacher's and the uniform (non-terminal) state
     distribution; return: the student's exact expected return; agreement: the
     teacher-weighted share of states where the student's argmax is one of the
-    teacher's best actions.
+    teacher's best actions. Instances are evaluated a chunk at a time (each on its own, so the chunking
+    does not change a number).
     """
+    size = max(1, CHUNK_ENTRIES // mdp.succ[0].numel())
+    if mdp.n_mdps > size:
+        parts = [evaluate_students(mdp.rows(i, i + size), teacher_logp[i:i + size], teacher_out[i:i + size],
+                                   student_logits[i:i + size], teacher_occupancy[i:i + size])
+                 for i in range(0, mdp.n_mdps, size)]
+        return {name: torch.cat([p[name] for p in parts]) for name in METRICS}
     student_logp = log_softmax(student_logits)
     policy = student_logp.exp()
     per_state = kl(teacher_logp, student_logp)
