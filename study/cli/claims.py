@@ -16,8 +16,8 @@ def claims_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller version (seconds instead of minutes).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the verdicts and evidence here.")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this claim (repeatable).")] = None,
-    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toy's phase portrait into this "
-                                                     "folder (fig2_toy.png and .pdf).")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toys' phase portraits into this "
+                                                     "folder (fig2_toy and fig2_paper_toy, .png and .pdf).")] = None,
 ) -> None:
     """Check the papers' convergence claims on toy MDPs; exit 1 if a claim does not hold or holds only in
     part (a claim the run could not evaluate, as --quick without Fig. 4's largest action counts, does not
@@ -52,8 +52,9 @@ def claims_cmd(
         out.print(f"wrote {json_path}")
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
-        with err.status("drawing the Fig. 2 toy's phase portrait"):
+        with err.status("drawing the Fig. 2 toys' phase portraits"):
             written = draw_toy_portrait(figures / "fig2_toy", quick=quick)
+            written += draw_paper_toy_portrait(figures / "fig2_paper_toy", quick=quick)
         out.print(f"wrote {', '.join(str(p) for p in written)}")
     failed = [f"{r.key} ({r.verdict})" for r in results if r.failed]
     skipped = [r.key for r in results if r.verdict == "not evaluated"]
@@ -74,3 +75,14 @@ def draw_toy_portrait(path: Path, quick: bool = False) -> list[Path]:
 
     fields, paths = toy_portrait_data(quick=quick)
     return phase_portrait(fields, path, trajectories=paths, title="Fig. 2 toy: exact updates from (0, 0)")
+
+
+def draw_paper_toy_portrait(path: Path, quick: bool = False) -> list[Path]:
+    """The paper's toy as described (``study.tabular.paper_toy``), under its default choice of the open
+    details: the update fields of on-policy distill and N-distill with their exact-update paths from (0, 0)."""
+    from analysis.plots import phase_portrait
+    from study.tabular import paper_toy
+
+    fields, paths = paper_toy.portrait_data(iterations=5000 if quick else 20000, n=11 if quick else 21)
+    return phase_portrait(fields, path, trajectories=paths,
+                          title=f"Fig. 2, the paper's toy ({paper_toy.DEFAULT.label()}): exact updates from (0, 0)")
