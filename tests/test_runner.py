@@ -330,3 +330,39 @@ def test_an_interrupted_batch_resumes_from_its_partial_state(tmp_path, monkeypat
         a = pd.read_parquet(root / c.id / "metrics.parquet")
         b = pd.read_parquet(clean / c.id / "metrics.parquet")
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_running_batch_reports_its_iterations_through_its_markers(tmp_path, monkeypatch):
+    """A long batch says how far it has got: its markers hold (iterations done, total), which `grid status`
+    and the run's display read; they are gone when the batch ends."""
+    import study.run.tabular as tabular
+    from study.run.batch import run_batch
+    from study.store import format as F
+
+    study = check_study(parse_study(TINY))
+    cells = [c for c in study.cells if c.params.get("tau") == 0.1]
+    root = tmp_path / "run"
+    Store.open(root, study).write_manifest(study)
+    monkeypatch.setattr(tabular, "PROGRESS_SECONDS", 0.0)
+    seen: list[dict] = []
+    real = tabular.distill
+
+    def watched(*args, **kwargs):
+        report = kwargs["progress"]
+
+        def both(done: int) -> None:
+            report(done)
+            seen.append(F.running_progress(root))
+        kwargs["progress"] = both
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tabular, "distill", watched)
+    run_batch(str(root), cells)
+    assert [s[cells[0].id] for s in seen] == [(i, 12) for i in range(1, 13)]
+    assert all(set(s) == {c.id for c in cells} for s in seen)
+    assert F.describe_progress(seen[4]) == f"{len(cells)} running, at iteration 5 of 12"
+    assert F.running_progress(root) == {} and F.describe_progress({}) == ""
+    # grid status shows a live batch's progress (a marker of this process, as a worker writes it)
+    (root / f"{F.RUNNING_PREFIX}{cells[0].id}-{os.getpid()}").write_text("300 1000")
+    result = runner.invoke(app, ["grid", "status", str(root)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0 and "1 running, at iteration 300 of 1,000" in result.stdout, result.stdout

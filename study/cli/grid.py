@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -80,14 +83,22 @@ def grid_run_cmd(
     s = check_study(load_study(study))
     target = out_dir or Path("results") / s.name
     resume = resume_command(study, target, backend, ray_address, workers, device, reuse or [])
-    with progress(transient=False) as bar:
+    with progress(transient=False) as bar, watching(target) as running:
         task = bar.add_task("cells", total=None)
+        last: list[RunReport] = []
 
-        def update(r: RunReport) -> None:
-            todo = r.total - r.skipped
-            bar.update(task, total=todo, completed=len(r.done) + len(r.failed),
-                       description=f"cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left")
+        def update(r: RunReport | None = None) -> None:
+            if r is not None:
+                last[:] = [r]
+            if not last:
+                return
+            r = last[0]
+            inside = running()
+            bar.update(task, total=r.total - r.skipped, completed=len(r.done) + len(r.failed),
+                       description=f"cells: {len(r.done)} done, {len(r.failed)} failed, {r.left} left"
+                                   + (f" ({inside})" if inside else ""))
 
+        running.on_change = update
         try:
             report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
                                retry_failed=retry_failed, on_update=update, device=device, reuse=reuse or [])
@@ -100,6 +111,44 @@ def grid_run_cmd(
     if report.failed:
         out.print(f"see the error.json of failed cells (distill grid status {target}); rerun them with: "
                   f"{resume} --retry-failed", soft_wrap=True)
+
+
+class _Watch:
+    """Reads how far the running batches of a results folder have got, every ``every`` seconds, on a thread;
+    calling it gives the latest line (empty before the first report)."""
+
+    def __init__(self, folder: Path, every: float) -> None:
+        self.folder, self.every = folder, every
+        self.line = ""
+        self.on_change: Callable[[], None] | None = None
+        self.stop = threading.Event()
+
+    def __call__(self) -> str:
+        return self.line
+
+    def loop(self) -> None:
+        from study.store import format as F
+
+        while not self.stop.wait(self.every):
+            line = F.describe_progress(F.running_progress(self.folder)) if self.folder.is_dir() else ""
+            if line != self.line:
+                self.line = line
+                if self.on_change is not None:
+                    self.on_change()
+
+
+@contextlib.contextmanager
+def watching(folder: Path, every: float = 2.0) -> Iterator[_Watch]:
+    """A :class:`_Watch` of ``folder`` for the length of the block: long batches report their iterations
+    through their running markers, so the display moves between finished batches too."""
+    watch = _Watch(folder, every)
+    thread = threading.Thread(target=watch.loop, daemon=True)
+    thread.start()
+    try:
+        yield watch
+    finally:
+        watch.stop.set()
+        thread.join()
 
 
 def resume_command(study: str, target: Path, backend: str, ray_address: str | None, workers: int | None,
@@ -135,5 +184,8 @@ def grid_status_cmd(
     for key in F.STATUSES:
         table.add_row(key, str(len(state[key])))
     out.print(table)
+    inside = F.describe_progress(F.running_progress(folder))
+    if inside:
+        out.print(f"running batches: {inside}")
     for cell_id in state["failed"]:
         out.print(f"failed {cell_id}: {F.error_line(folder, cell_id)}", soft_wrap=True)

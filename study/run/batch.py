@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -21,14 +21,16 @@ from study.store.format import Summary, partial_path, provenance
 from study.store.store import Store
 
 
-def run_cells(cells: Sequence[Cell], device: str = "cpu",
-              partial: Path | None = None) -> list[tuple[pd.DataFrame, Summary]]:
+def run_cells(cells: Sequence[Cell], device: str = "cpu", partial: Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[tuple[pd.DataFrame, Summary]]:
     """Per cell, its tidy metrics and its summary: tabular cells of one batch together (checkpointed to
-    ``partial`` while they train, when given), network cells one by one."""
+    ``partial`` while they train, and reporting (iterations done, total) to ``progress``, when given),
+    network cells one by one."""
     if all(isinstance(c, TabularCell) for c in cells):
         from study.run.tabular import run_tabular_cells
 
-        return run_tabular_cells([c for c in cells if isinstance(c, TabularCell)], partial=partial)
+        return run_tabular_cells([c for c in cells if isinstance(c, TabularCell)], partial=partial,
+                                 progress=progress)
     from study.run.network import run_network_cell
 
     return [run_network_cell(c, device) for c in cells if isinstance(c, NetworkCell)]
@@ -43,15 +45,16 @@ def run_batch(root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tup
     """
     torch.set_num_threads(1)
     store = Store(Path(root))
-    with store.mark_running([c.id for c in cells]):
-        return _run_marked(store, root, cells, device)
+    with store.mark_running([c.id for c in cells]) as note:
+        return _run_marked(store, root, cells, device, note)
 
 
-def _run_marked(store: Store, root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tuple[str, str]]:
+def _run_marked(store: Store, root: str, cells: Sequence[Cell], device: str = "cpu",
+                note: Callable[[int, int], None] | None = None) -> list[tuple[str, str]]:
     start = time.time()
     partial = partial_path(store.root, [c.id for c in cells])
     try:
-        results = run_cells(cells, device, partial)
+        results = run_cells(cells, device, partial, note)
     except Exception as exc:
         partial.unlink(missing_ok=True)  # a batch that fails is not resumed
         if len(cells) > 1:

@@ -7,7 +7,9 @@ random streams make each cell's numbers the same as if it ran alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +26,7 @@ from study.tabular.mdp import TabularMDP
 from study.tabular.metrics import METRICS
 from study.tabular.students import Student
 
+PROGRESS_SECONDS = 5.0  # how often a running batch says how far it has got
 # how often a running batch writes its training state (a resumed run loses at most this much work)
 PARTIAL_SECONDS = 300.0
 
@@ -80,13 +83,14 @@ def train_config(train: TrainParams, student: StudentParams) -> TrainConfig:
                        max_steps=train.max_steps, init_scale=student.init_scale)
 
 
-def run_tabular_cells(cells: Sequence[TabularCell],
-                      partial: Path | None = None) -> list[tuple[pd.DataFrame, Summary]]:
+def run_tabular_cells(cells: Sequence[TabularCell], partial: Path | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> list[tuple[pd.DataFrame, Summary]]:
     """Train cells that share a batch key together; per cell, its tidy metrics and its summary.
 
     With ``partial``, the training state is written there every ``PARTIAL_SECONDS`` and a state left by an
     earlier run of the same cells is continued (same numbers as an uninterrupted run), so that a batch of
-    hours survives an interruption.
+    hours survives an interruption. ``progress`` hears (iterations done, iterations in all) every
+    ``PROGRESS_SECONDS``, so that a display can show how far a long batch has got.
     """
     first = cells[0]
     if any(batch_key(c) != batch_key(first) for c in cells):
@@ -116,7 +120,16 @@ def run_tabular_cells(cells: Sequence[TabularCell],
         assert partial is not None  # only passed as a checkpoint with a partial path
         write_torch(partial, {"cells": ids, "engine": state})
 
-    curves = distill(mdp, teacher, variants, plan, train_config(first.train, first.student),
+    config = train_config(first.train, first.student)
+    heard = [-math.inf]
+
+    def report(done: int) -> None:
+        if progress is not None and (time.perf_counter() - heard[0] >= PROGRESS_SECONDS
+                                     or done == config.iterations):
+            heard[0] = time.perf_counter()
+            progress(done, config.iterations)
+
+    curves = distill(mdp, teacher, variants, plan, config, progress=report,
                      student=Student(first.student.student), resume=resume,
                      checkpoint=save if partial is not None else None, checkpoint_seconds=PARTIAL_SECONDS)
     optimal = optimal_return(mdp)

@@ -310,6 +310,30 @@ def running(root: Path) -> set[str]:
     return live
 
 
+def running_progress(root: Path) -> dict[str, tuple[int, int]]:
+    """How far the live batches have got: per running cell, (iterations done, iterations in all), as its
+    marker last said (a batch writes it every few seconds; cells whose runner does not report are absent)."""
+    progress = {}
+    for marker in Path(root).glob(f"{RUNNING_PREFIX}*"):
+        cell, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            continue
+        try:
+            done, total = (int(x) for x in marker.read_text().split())
+        except (OSError, ValueError):  # not reported yet, or read while it was written
+            continue
+        progress[cell] = (done, total)
+    return progress
+
+
+def describe_progress(progress: dict[str, tuple[int, int]]) -> str:
+    """One line for a progress display: how many cells run and how far the least advanced has got."""
+    if not progress:
+        return ""
+    done, total = min(progress.values(), key=lambda p: p[0] / max(p[1], 1))
+    return f"{len(progress)} running, at iteration {done:,} of {total:,}"
+
+
 def cell_status(root: Path, cell_id: str, live: set[str]) -> str:
     """done, running, failed or missing (one of STATUSES); a finished cell is done even if marked."""
     if is_done(root, cell_id):

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,13 +110,19 @@ class Store:
         return F.running(self.root)
 
     @contextlib.contextmanager
-    def mark_running(self, cell_ids: list[str]) -> Iterator[None]:
-        """Markers that say which cells this process is computing (for `distill grid status`)."""
+    def mark_running(self, cell_ids: list[str]) -> Iterator[Callable[[int, int], None]]:
+        """Markers that say which cells this process is computing (for `distill grid status` and the run's
+        progress display); yields a function that records how far they have got (done, total)."""
         markers = [self.root / f"{RUNNING_PREFIX}{cell_id}-{os.getpid()}" for cell_id in cell_ids]
         for m in markers:
             m.touch()
+
+        def note(done: int, total: int) -> None:
+            for m in markers:
+                m.write_text(f"{done} {total}")
+
         try:
-            yield
+            yield note
         finally:
             for m in markers:
                 m.unlink(missing_ok=True)
