@@ -116,7 +116,9 @@ class Plan:
 class Curves:
     """Metrics along training: ``values[name]`` is ``[len(steps), N]``. ``seconds`` says where the time
     went: ``setup`` (copies, teacher references), ``train`` (all iterations; ``rollout``: the part of it
-    spent sampling episodes, where measured) and ``evaluate`` (metrics)."""
+    spent sampling episodes, where measured) and ``evaluate`` (metrics). ``extras`` may hold
+    ``episode_length`` ``[len(steps), N]`` (sampled mode: the mean episode length over the iterations since
+    the previous evaluation, NaN at the first) and ``critic`` ``[N, S]`` (the learned critics)."""
 
     steps: list[int]
     values: dict[str, Tensor]
@@ -145,8 +147,8 @@ class Curves:
 class _Group:
     variant: Variant
     index: Tensor
-    mdps: TabularMDP  # the distinct MDPs; ``of`` names each of the group's instances'
-    of: Tensor
+    mdps: TabularMDP  # the distinct MDPs
+    of: Tensor  # which of them each of the group's instances runs on
     teacher_out: Tensor
     teacher_act: Tensor
     v_teacher: Tensor | None = None
