@@ -209,12 +209,21 @@ def _figure_learning_curves(
                     ax.set_yscale("log")
                 ax.set_title(_metric_label(metric) if r == 0 else "")
                 ax.set_xlabel("iteration" if r == len(levels) - 1 else "")
+                _step_ticks(ax)
                 ax.set_ylabel(f"{facet} = {_level_text(level)}" if facet and c == 0 else "")
                 ax.grid(True, alpha=0.3, lw=0.5)
         _variant_legend(fig, shown, palette, dashes)
         if title:
             fig.suptitle(title)
     return fig
+
+
+def _step_ticks(ax: plt.Axes) -> None:
+    """At most five iteration ticks, in thousands (5k, 10k) on an axis that reaches 10,000, so that long
+    runs' labels do not run into each other."""
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(
+        lambda x, _: f"{x / 1000:g}k" if ax.get_xlim()[1] >= 10_000 and x != 0 else f"{x:,.0f}"))
 
 
 def learning_curves(
