@@ -54,3 +54,12 @@ def test_the_described_toy_runs_off_on_policy_and_settles_n_distill_only_with_bo
     # N-distill ends where the expected loss is lower: it also moves the visits
     assert P.expected_loss(tuple(ends["n_distill"].theta), bounded) < \
         P.expected_loss(tuple(ends["on_policy_distill"].theta), bounded) - 0.5
+
+
+def test_an_unknown_choice_is_refused_with_what_is_allowed():
+    with pytest.raises(ValueError, match="allowed: sl linear or cross_entropy"):
+        P.Choice(sl="quadratic")
+    with pytest.raises(ValueError, match="0 < sl_teacher < 1"):
+        P.Choice(sl="cross_entropy", sl_teacher=1.0)
+    with pytest.raises(ValueError, match="unknown 'dagger'"):
+        P.update("dagger", (0.0, 0.0))

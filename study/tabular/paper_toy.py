@@ -40,6 +40,14 @@ class Choice:
     s0: str = "none"
     lr: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.sl not in ("linear", "cross_entropy") or self.s0 not in ("none", "cross_entropy"):
+            raise ValueError(f"choice: sl {self.sl!r}, s0 {self.s0!r}; allowed: sl linear or cross_entropy, "
+                             "s0 none or cross_entropy")
+        if not (0.0 < self.sl_teacher < 1.0 and self.lr > 0.0):
+            raise ValueError(f"choice: sl_teacher {self.sl_teacher} and lr {self.lr}; allowed: "
+                             "0 < sl_teacher < 1, lr > 0")
+
     def label(self) -> str:
         """A short name for tables."""
         sl = f"sL -{self.sl_weight:g} pi(L)" if self.sl == "linear" else f"sL CE(pi_T(L)={self.sl_teacher:g})"
