@@ -45,10 +45,10 @@ def folder(tmp_path_factory) -> tuple[Path, str, str]:
     failing, missing = study.cells[1], study.cells[4]
     real = cells_module.run_cells
 
-    def flaky(cells, device="cpu", partial=None):
+    def flaky(cells, device="cpu", partial=None, progress=None):
         if any(c.id == failing.id for c in cells):
             raise RuntimeError("deliberate failure")
-        return real(cells, device, partial)
+        return real(cells, device, partial, progress)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cells_module, "run_cells", flaky)

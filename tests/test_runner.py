@@ -108,10 +108,10 @@ def test_a_failing_cell_is_recorded_and_the_rest_goes_on(tmp_path, monkeypatch):
     raising = study.cells[1]  # raises inside the batch
     nan = study.cells[6]  # produces NaN metrics
 
-    def flaky(cells, device="cpu", partial=None):
+    def flaky(cells, device="cpu", partial=None, progress=None):
         if any(c.id == raising.id for c in cells):
             raise RuntimeError("boom")
-        results = real(cells, device, partial)
+        results = real(cells, device, partial, progress)
         for cell, (_, summary) in zip(cells, results, strict=True):
             if cell.id == nan.id:
                 summary.final["kl_teacher"] = float("nan")
