@@ -365,9 +365,7 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
         if reference_path and first.teacher.teacher in ("q_learning", "q_learning_explored"):
             # the previous batched tensor Q-learning, on the same recipe (it had no expected fall; the work
             # per step is the same)
-            kwargs = ({} if first.teacher.teacher == "q_learning" else
-                      {"lr": 1.0 if bool((mdp.prob.max(-1).values == 1).all()) else 0.1, "epsilon": 1.0,
-                       "explore": True})
+            kwargs = {} if first.teacher.teacher == "q_learning" else T.explored_recipe(mdp)
             start = time.perf_counter()
             reference.tensor_q_learning(mdp, episodes=first.teacher.q_episodes, gamma=first.teacher.teacher_gamma,
                                         seed=env.mdp_seed, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -116,9 +117,14 @@ def explored_q_learning(mdp: TabularMDP, *, episodes: int = 2000, gamma: float =
     learns the greedy values off-policy), episodes from uniformly random non-terminal states, random greedy
     ties, targets through the expected fall, and step size 1 where every move is deterministic (the update
     is then exact) or 0.1 where moves are noisy."""
+    return q_learning(mdp, episodes=episodes, gamma=gamma, seed=seed, expected_fall=True, **explored_recipe(mdp))
+
+
+def explored_recipe(mdp: TabularMDP) -> dict[str, Any]:
+    """The exploring recipe's step size and behaviour on ``mdp`` (what :func:`explored_q_learning` passes to
+    Q-learning besides the expected fall), for whatever else runs the same recipe."""
     deterministic = bool((mdp.prob.max(-1).values == 1).all())
-    return q_learning(mdp, episodes=episodes, lr=1.0 if deterministic else 0.1, epsilon=1.0, gamma=gamma,
-                      seed=seed, explore=True, expected_fall=True)
+    return {"lr": 1.0 if deterministic else 0.1, "epsilon": 1.0, "explore": True}
 
 
 def adversarial(q: Tensor) -> Tensor:
