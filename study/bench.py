@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -187,6 +188,81 @@ class AtariBench:
     threads: int
     device: str
     machine: str
+    profile: LoopProfile
+
+
+@dataclass
+class LoopProfile:
+    """The distillation loop's work per agent step (one env's step), each part timed alone in this process
+    with the loop's shapes, against the target's budget: the loop at half the raw stepping rate may spend
+    twice the emulator's time per agent step, on ``cores`` cores. ``parts`` maps a part to microseconds of
+    CPU time per agent step."""
+
+    parts: dict[str, float]
+    cpu_us: float  # the parts' sum
+    cores: int
+    budget_us: float  # wall time per agent step at 0.5 x raw stepping
+    floor_us: float  # the parts spread perfectly over the cores: no overlap can do better
+    loop_us: float  # the loop as measured (fp32)
+    over_budget_us: float  # loop_us - budget_us (negative: met)
+
+
+def profile_loop(spec: EnvSpec, num_envs: int, width: float, raw_fps: float, loop_fps: float,
+                 reps: int = 64) -> LoopProfile:
+    """Time each part of the loop's per-step work alone, as microseconds per agent step: the emulator (from
+    ``raw_fps``), the teacher's forward pass on one env group, the control policy's draw, storing a rollout
+    in the replay memory, and the student's replayed updates (``updates`` minibatches of ``batch`` drawn
+    and learned per ``num_envs x rollout`` agent steps). Alone, a part has the core to itself: in the loop
+    they share the cores, so the sum over the cores is a floor on the loop's time."""
+    from study.network.loop.actor import env_groups
+    from study.network.loop.learner import Learner
+    from study.network.loop.memory import Memory
+    from study.network.nets import Net
+    from study.spec import LoopParams
+    from variants.acting import control_probs
+
+    def per_call(work: Callable[[], object], calls: int) -> float:
+        work()  # warm-up: first-call allocations are set-up, as the loop's first iteration is
+        start = time.perf_counter()
+        for _ in range(calls):
+            work()
+        return (time.perf_counter() - start) / calls
+
+    torch.manual_seed(0)
+    cfg = LoopParams(num_envs=num_envs)
+    variant = V.variant("rusu_kl")
+    generator = torch.Generator().manual_seed(0)
+    groups = env_groups(spec, num_envs, 0)
+    obs = torch.as_tensor(groups[0].reset())
+    n_actions = groups[0].n_actions
+    for env in groups:
+        env.close()
+    group, shape = len(obs), tuple(obs.shape[1:])
+    teacher = Net("nature", shape, n_actions).eval()
+    with torch.no_grad():
+        out = teacher(obs)
+        forward = per_call(lambda: teacher(obs), reps) / group
+
+    def act() -> None:
+        q = control_probs(variant, out, out, 0)
+        torch.multinomial(q, 1, generator=generator).squeeze(-1).numpy()
+
+    rollout = num_envs * cfg.rollout
+    memory = Memory(cfg.replay, shape, n_actions)
+    copies = -(-rollout // group)
+    frames, targets = obs.repeat(copies, 1, 1, 1)[:rollout], out.repeat(copies, 1)[:rollout]
+    store = per_call(lambda: memory.add(frames, targets), reps) / rollout
+    student = Net("nature", shape, n_actions, width)
+    learner = Learner(student, variant, cfg, generator=generator, device=torch.device("cpu"), background=False)
+    update = per_call(lambda: learner.learn_replayed(student, memory), max(2, reps // 8)) / rollout
+    parts = {"emulator (ale-py: frame skip 4, max-pool, resize, frame stack)": 4e6 / raw_fps,
+             f"teacher forward pass (batch of {group}, no gradients)": forward * 1e6,
+             "control policy and action draw": per_call(act, reps * 4) / group * 1e6,
+             "storing the rollout in the replay memory": store * 1e6,
+             f"student updates ({cfg.updates} minibatches of {cfg.batch} per {rollout} agent steps)": update * 1e6}
+    cpu, cores = sum(parts.values()), _cpu_count()
+    budget, loop = 2 * 4e6 / raw_fps, 4e6 / loop_fps
+    return LoopProfile(parts, cpu, cores, budget, cpu / cores, loop, loop - budget)
 
 
 def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None, device: str = "cpu") -> AtariBench:
@@ -219,9 +295,10 @@ def bench_atari(num_envs: int = 8, steps: int = 4096, threads: int | None = None
     fraction = parameters(Net("nature", shape, 6, width)) / parameters(Net("nature", shape, 6))
     ppo = {p: _ppo_fps(spec, num_envs, steps, dev, p) for p in ("fp32", "bf16")}
     sb3 = _sb3_fps(num_envs, steps, dev.type)
+    profile = profile_loop(spec, num_envs, width, raw, distill["fp32"])
     return AtariBench(num_envs, steps, raw, distill["fp32"], distill["bf16"], ppo["fp32"], ppo["bf16"], sb3,
                       distill["fp32"] / raw, distill["bf16"] / raw, ppo["fp32"] / sb3 if sb3 else None,
-                      ppo["bf16"] / sb3 if sb3 else None, fraction, threads, str(dev), machine_description())
+                      ppo["bf16"] / sb3 if sb3 else None, fraction, threads, str(dev), machine_description(), profile)
 
 
 def _distill_fps(spec: EnvSpec, num_envs: int, steps: int, width: float, device: str, precision: str) -> float:

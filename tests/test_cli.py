@@ -131,6 +131,24 @@ def test_bench_stats_runs_and_bench_atari_refuses_bad_sizes(tmp_path):
     assert bad.exit_code == 2 and "allowed: auto, cpu, cuda" in bad.stderr
 
 
+def test_atari_loop_profile_splits_the_step_into_parts_against_the_budget(capsys):
+    """The profile that `bench atari` prints: every part of the loop's per-step work timed, their sum, the
+    floor of that sum spread over the cores, and the measured loop against twice the emulator's time."""
+    from study.bench import profile_loop
+    from study.cli.bench import _print_profile
+    from study.network.envs import EnvSpec
+
+    p = profile_loop(EnvSpec("atari", "pong", frame_cap=400), 4, 0.5, raw_fps=8_000.0, loop_fps=2_000.0, reps=2)
+    assert len(p.parts) == 5 and all(us > 0 for us in p.parts.values())
+    assert p.parts[next(iter(p.parts))] == pytest.approx(500.0)  # the emulator: 4 frames at 8,000 frames/s
+    assert p.cpu_us == pytest.approx(sum(p.parts.values())) and p.floor_us == pytest.approx(p.cpu_us / p.cores)
+    assert p.budget_us == pytest.approx(1_000.0) and p.loop_us == pytest.approx(2_000.0)
+    assert p.over_budget_us == pytest.approx(1_000.0)
+    _print_profile(p)
+    printed = capsys.readouterr().out
+    assert "teacher forward pass (batch of 2" in printed and "over the budget by 1,000 us" in printed
+
+
 def test_bench_tabular_study_times_both_engines_and_estimates_the_study(tmp_path):
     """`bench tabular --study` times a real study's first arms with this engine and the previous code path,
     and estimates the whole study from the runner's tasks; a study of another tier is refused."""

@@ -85,6 +85,34 @@ def test_a_cell_run_alone_equals_the_same_cell_in_a_batch(tmp_path):
     assert _finals(tmp_path / "r") == before
 
 
+def test_smaller_batches_write_the_same_cells(tmp_path, monkeypatch):
+    """--batch-cells splits the work into more tasks (each written when it ends) and changes no number;
+    0 is refused before anything is written, and the resume line keeps the setting."""
+    import study.run.runner as runner_module
+    from study.cli.grid import resume_command
+
+    study = parse_study(TINY)
+    run_study(study, tmp_path / "whole", workers=1)
+    tasks: list[int] = []
+    real = runner_module.batches
+    monkeypatch.setattr(runner_module, "batches", lambda *a: tasks.append(len(real(*a))) or real(*a))
+    result = runner.invoke(app, ["grid", "run", str(_write(tmp_path, TINY)), "--out", str(tmp_path / "split"),
+                                 "--workers", "1", "--batch-cells", "3"])
+    assert result.exit_code == 0, result.output
+    assert tasks == [3]  # 8 cells sharing their MDPs: 3 + 3 + 2
+    assert _finals(tmp_path / "split") == _finals(tmp_path / "whole")
+    bad = runner.invoke(app, ["grid", "run", str(_write(tmp_path, TINY)), "--out", str(tmp_path / "bad"),
+                              "--batch-cells", "0"])
+    assert bad.exit_code == 2 and "allowed: batch_cells >= 1" in bad.stderr and not (tmp_path / "bad").exists()
+    assert resume_command("tiny", tmp_path, "local", None, 1, "cpu", [], 3).endswith("--workers 1 --batch-cells 3")
+
+
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "study.toml"
+    path.write_text(text)
+    return path
+
+
 def test_another_study_in_the_same_folder_is_refused(tmp_path):
     run_study(parse_study(TINY), tmp_path / "r", workers=1)
     other = parse_study(TINY.replace("iterations = 12", "iterations = 13"))

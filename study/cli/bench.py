@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from study.cli.common import UsageError, cli_errors, err, out, progress
+
+if TYPE_CHECKING:
+    from study.bench import LoopProfile
 
 
 @cli_errors
@@ -132,7 +135,7 @@ def bench_atari_cmd(
 ) -> None:
     """Frames per second on Pong: raw stepping of ale-py's vector env, the distillation loop (teacher acting,
     the 25% student learning with Rusu's KL) and our PPO, each with the student in fp32 and in bf16, next to
-    stable-baselines3's PPO."""
+    stable-baselines3's PPO; then the loop's work per agent step, part by part, against its target's budget."""
     from study.bench import bench_atari
     from study.store.format import check_writable_file, write_json
 
@@ -159,11 +162,24 @@ def bench_atari_cmd(
                               ("our PPO, bf16:", r.ppo_bf16_fps, r.ppo_bf16_over_sb3)):
         vs = f" ({ratio:.2f} x stable-baselines3; target >= 1.5)" if ratio is not None else ""
         out.print(f"{label:26} {fps:,.0f} frames/s{vs}")
+    _print_profile(r.profile)
     out.print(f"{r.num_envs} environments, {r.steps:,} agent steps each part, {r.threads} torch thread(s), "
               f"networks on {r.device}; "
               f"machine: {r.machine}", soft_wrap=True)
     if json_path is not None:
         write_json(json_path, dataclasses.asdict(r))
+
+
+def _print_profile(p: LoopProfile) -> None:
+    """The loop's work per agent step, part by part, against the 0.5 x raw budget."""
+    out.print(f"distillation loop, per agent step (each part timed alone; budget at 0.5 x raw: {p.budget_us:,.0f} us "
+              f"of wall time, {p.budget_us * p.cores:,.0f} us of CPU time on {p.cores} cores):", soft_wrap=True)
+    for name, us in p.parts.items():
+        out.print(f"  {us:8,.0f} us  {us / (p.budget_us * p.cores):5.0%} of the CPU budget  {name}", soft_wrap=True)
+    out.print(f"  {p.cpu_us:8,.0f} us  {p.cpu_us / (p.budget_us * p.cores):5.0%} of the CPU budget  in all; spread "
+              f"perfectly over {p.cores} cores: {p.floor_us:,.0f} us; the loop measured: {p.loop_us:,.0f} us "
+              f"({'over' if p.over_budget_us > 0 else 'under'} the budget by {abs(p.over_budget_us):,.0f} us)",
+              soft_wrap=True)
 
 
 @cli_errors

@@ -65,10 +65,13 @@ def grid_run_cmd(
     reuse: Annotated[list[Path] | None, typer.Option(
         "--reuse", help="Another study's results folder: its finished cells that this study also has (the "
                         "same cell id) are copied instead of run. Repeatable.")] = None,
+    batch_cells: Annotated[int | None, typer.Option(
+        help="At most this many cells per task (default 32). A task's cells are written when the whole task "
+             "finishes, so smaller tasks keep more of a long run that is stopped; the numbers do not change.")] = None,
 ) -> None:
     """Run every cell of a study that is not finished yet; interrupt and rerun to resume."""
     from study.run.checks import check_study
-    from study.run.runner import run_study
+    from study.run.runner import BATCH_CELLS, run_study
     from study.spec import load_study
 
     if backend not in ("local", "ray"):
@@ -77,12 +80,14 @@ def grid_run_cmd(
         raise UsageError(f"--workers: {workers} is out of range; allowed: workers >= 1")
     if ray_address and backend != "ray":
         raise UsageError("--ray-address needs --backend ray")
+    if batch_cells is not None and batch_cells < 1:
+        raise UsageError(f"--batch-cells: {batch_cells} is out of range; allowed: batch_cells >= 1")
     from study.network.rl.common import pick_device
 
     pick_device(device)  # refused before anything is written when it is not there
     s = check_study(load_study(study))
     target = out_dir or Path("results") / s.name
-    resume = resume_command(study, target, backend, ray_address, workers, device, reuse or [])
+    resume = resume_command(study, target, backend, ray_address, workers, device, reuse or [], batch_cells)
     with progress(transient=False) as bar, watching(target) as running:
         task = bar.add_task("cells", total=None)
         last: list[RunReport] = []
@@ -101,7 +106,8 @@ def grid_run_cmd(
         running.on_change = update
         try:
             report = run_study(s, target, workers=workers, backend=backend, ray_address=ray_address,
-                               retry_failed=retry_failed, on_update=update, device=device, reuse=reuse or [])
+                               retry_failed=retry_failed, on_update=update, device=device, reuse=reuse or [],
+                               batch_cells=batch_cells or BATCH_CELLS)
         except KeyboardInterrupt:
             err.print(f"interrupted; finished cells are kept in {target}. Resume with: {resume}", soft_wrap=True)
             raise typer.Exit(130) from None
@@ -152,7 +158,7 @@ def watching(folder: Path, every: float = 2.0) -> Iterator[_Watch]:
 
 
 def resume_command(study: str, target: Path, backend: str, ray_address: str | None, workers: int | None,
-                   device: str, reuse: list[Path]) -> str:
+                   device: str, reuse: list[Path], batch_cells: int | None = None) -> str:
     """The `distill grid run` line that continues this run, printed when it is interrupted or cells fail:
     the settings that were given, and nothing that was left at its default."""
     line = f"distill grid run {study} --out {target}"
@@ -160,6 +166,7 @@ def resume_command(study: str, target: Path, backend: str, ray_address: str | No
     line += f" --ray-address {ray_address}" if ray_address else ""
     line += f" --workers {workers}" if workers else ""
     line += f" --device {device}" if device != "cpu" else ""
+    line += f" --batch-cells {batch_cells}" if batch_cells else ""
     return line + "".join(f" --reuse {p}" for p in reuse)
 
 

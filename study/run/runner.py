@@ -81,11 +81,17 @@ def run_study(
     on_update: Callable[[RunReport], None] | None = None,
     device: str = "cpu",
     reuse: Sequence[Path] = (),
+    batch_cells: int = BATCH_CELLS,
 ) -> RunReport:
     """Run every cell of ``study`` that is not finished (and failed ones with ``retry_failed``). ``device``
     is where network cells run their networks (an execution setting: it is not part of a cell's id).
-    A cell that one of the ``reuse`` folders (other studies' results) has finished is copied, not run."""
+    A cell that one of the ``reuse`` folders (other studies' results) has finished is copied, not run.
+    ``batch_cells`` caps the cells of one task: a task's cells are kept only when all of them finish, so
+    smaller tasks lose less to an interruption (the numbers do not depend on it: every instance draws
+    from its own keyed streams)."""
     workers = workers or default_workers()
+    if batch_cells < 1:
+        raise StudyError(f"batch_cells: {batch_cells} is out of range; allowed: batch_cells >= 1")
     study = check_study(study)  # refused before anything is written
     sources = [Store.existing(p) for p in reuse]
     with contextlib.ExitStack() as stack:
@@ -95,7 +101,8 @@ def run_study(
         stack.enter_context(store.exclusive())
         store.write_manifest(study)
         reused = _adopt(store, study, sources)
-        report = _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device)
+        report = _run_open(store, study, workers, backend, ray_address, retry_failed, on_update, device,
+                           batch_cells)
         report.reused = reused
         return report
 
@@ -131,7 +138,8 @@ def _ray_session(workers: int, address: str | None) -> Iterator[int]:
 
 
 def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_address: str | None,
-              retry_failed: bool, on_update: Callable[[RunReport], None] | None, device: str = "cpu") -> RunReport:
+              retry_failed: bool, on_update: Callable[[RunReport], None] | None, device: str = "cpu",
+              batch_cells: int = BATCH_CELLS) -> RunReport:
     store.clean_stale()
     state = store.status(study.cells)
     wanted = set(state["missing"]) | (set(state["failed"]) if retry_failed else set())
@@ -139,7 +147,7 @@ def _run_open(store: Store, study: Study, workers: int, backend: Backend, ray_ad
     report = RunReport(total=len(study.cells), skipped=len(study.cells) - len(todo))
     if on_update is not None:
         on_update(report)
-    work = batches(todo, workers)
+    work = batches(todo, workers, batch_cells)
     runner = _run_ray if backend == "ray" else _run_local
     for results in runner(str(store.root.resolve()), work, workers, ray_address, device):
         for cell_id, status in results:
