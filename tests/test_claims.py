@@ -56,6 +56,67 @@ def test_verdicts_are_as_strict_as_their_claims():
     assert ABOUT_3X[0] > 1.0 and ABOUT_3X[0] <= 3.0 <= ABOUT_3X[1]
 
 
+@pytest.mark.parametrize(("ratio", "student_misses", "verdict"), [
+    (3.0, False, "yes"),  # about 3x faster
+    (1.4, False, "partly"),  # faster, but not about 3x
+    (1.0, False, "no"),  # no faster
+    (3.0, True, "no"),  # student-driven never gets there on one grid: not faster
+])
+def test_fig3_check_grades_its_own_measurements(monkeypatch, ratio, student_misses, verdict):
+    """The Fig. 3 check's verdict from its own code path, on iterations-to-target the engine is made to give:
+    teacher-driven ``ratio`` times slower than student-driven on every grid."""
+    import types
+
+    from study.tabular import claims
+
+    monkeypatch.setattr(claims, "distill", lambda mdp, teacher, variants, plan, config: types.SimpleNamespace(
+        plan=plan))
+
+    def first(curves, frac):
+        grid = curves.plan.mdp_index.to(torch.float64)
+        student = 100.0 + 20.0 * grid
+        steps = torch.where(curves.plan.variant_index == 0, ratio * student, student)
+        if student_misses:
+            steps[(curves.plan.variant_index == 1).nonzero()[0]] = float("inf")
+        return steps
+
+    monkeypatch.setattr(claims, "_iterations_to_reach", first)
+    got, summary, evidence = claims.check_student_driven_faster(quick=True)
+    assert got == verdict, summary
+    if not student_misses:
+        assert evidence["ratio_teacher_over_student"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize(("er_last", "gap", "verdict"), [
+    (0.3, 0.05, "yes"),  # ER loses 0.7 of the return; expected ER within 0.1 of on-policy distill
+    (0.3, 0.15, "partly"),  # expected ER strays beyond the tolerance at one action count
+    (0.9, 0.05, "partly"),  # ER barely degrades
+    (0.9, 0.15, "no"),
+])
+def test_fig4_check_grades_its_own_measurements(monkeypatch, er_last, gap, verdict):
+    """The Fig. 4 check's verdict from its own code path, with the tolerance it states ("stays close": within
+    0.1 of on-policy distill at every action count), on final returns the engine is made to give."""
+    import types
+
+    from study.tabular import claims
+
+    monkeypatch.setattr(claims.gen, "gridworld", lambda n, size, n_actions, seed: types.SimpleNamespace(
+        n_actions=n_actions))
+    monkeypatch.setattr(claims.T, "value_iteration", lambda mdp: None)
+
+    def run(mdp, teacher, variants, plan, config):
+        most = mdp.n_actions == max(claims.FIG4_ACTIONS)
+        er, opd = (er_last if most else 1.0), 0.8
+        eer = opd - (gap if mdp.n_actions == 40 else 0.0)
+        final = torch.tensor([er, eer, opd], dtype=torch.float64)[plan.variant_index]
+        return types.SimpleNamespace(plan=plan, normalised_return=lambda: final.unsqueeze(0))
+
+    monkeypatch.setattr(claims, "distill", run)
+    got, summary, evidence = claims.check_action_scaling(quick=False)
+    assert got == verdict, summary
+    assert max(evidence["expected_gap_to_on_policy"]) == pytest.approx(gap)
+
+
 def test_claims_are_deterministic(quick_results):
     again = run_claims(quick=True, only=["proposition1_tabular_converges", "fig3_student_driven_faster"])
     for r in again:
