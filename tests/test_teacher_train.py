@@ -100,7 +100,34 @@ def test_teacher_eval_reports_the_score(tmp_path):
     train_teacher(SPEC, "ppo", 256, out, device="cpu", eval_episodes=1, config={"rollout": 32})
     result = runner.invoke(app, ["teacher", "eval", str(out), "--episodes", "3"])
     assert result.exit_code == 0, result.output
-    assert "over 3 episodes" in result.stdout.replace("\n", " ")
+    printed = result.stdout.replace("\n", " ")
+    assert "over 3 episodes" in printed and "sampling its policy" in printed
+
+
+def test_teacher_eval_greedy_scores_a_ppo_teacher_by_its_argmax(tmp_path, monkeypatch):
+    """--greedy plays the argmax with --epsilon exploration, as studies score teachers, where a PPO teacher
+    otherwise samples its policy."""
+    import study.network.rl.train as train_module
+
+    out = tmp_path / "t.pt"
+    train_teacher(SPEC, "ppo", 256, out, device="cpu", eval_episodes=1, config={"rollout": 32})
+    calls = {"greedy": 0, "sample": 0}
+    greedy, sample = train_module.act_greedy, train_module.act_sample
+
+    def counted(name, act):
+        def wrapped(*args):
+            calls[name] += 1
+            return act(*args)
+        return wrapped
+
+    monkeypatch.setattr(train_module, "act_greedy", counted("greedy", greedy))
+    monkeypatch.setattr(train_module, "act_sample", counted("sample", sample))
+    train_module.eval_teacher(out, 2, 0.05, seed=4)
+    assert calls["sample"] > 0 and calls["greedy"] == 0
+    calls["sample"] = 0
+    result = runner.invoke(app, ["teacher", "eval", str(out), "--episodes", "2", "--greedy"])
+    assert result.exit_code == 0 and "argmax, epsilon 0.05" in result.stdout.replace("\n", " ")
+    assert calls["greedy"] > 0 and calls["sample"] == 0
 
 
 def test_teacher_train_and_list_draw_the_curve_and_tabulate_a_folder(tmp_path):

@@ -93,8 +93,11 @@ def teacher_train_cmd(
 def teacher_eval_cmd(
     path: Annotated[Path, typer.Argument(help="A teacher file.")],
     episodes: Annotated[int, typer.Option(help="Whole episodes to play.")] = 30,
-    epsilon: Annotated[float, typer.Option(help="Exploration of a DQN teacher.")] = 0.05,
+    epsilon: Annotated[float, typer.Option(help="Exploration of a DQN teacher (of any teacher with --greedy).")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the environments and of exploration.")] = 0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Act by argmax with --epsilon exploration whatever the "
+                                         "algorithm, as studies score teachers and students (a PPO teacher "
+                                         "otherwise samples its policy).")] = False,
 ) -> None:
     """Mean and spread of a teacher's unclipped score over whole episodes."""
     import numpy as np
@@ -104,9 +107,11 @@ def teacher_eval_cmd(
     if episodes < 1 or not 0 <= epsilon <= 1:
         raise UsageError(f"--episodes {episodes} / --epsilon {epsilon}; allowed: episodes >= 1, 0 <= epsilon <= 1")
     with err.status("playing"):
-        teacher, scores = eval_teacher(path, episodes, epsilon, seed)
+        teacher, scores = eval_teacher(path, episodes, epsilon, seed, greedy)
     m = teacher.meta
-    out.print(f"{m.env_spec.id} ({m.algo}, {m.steps:,} training steps): score {scores.mean():.2f} +- "
+    acting = f"argmax, epsilon {epsilon:g}" if greedy or m.algo == "dqn" else "sampling its policy"
+    out.print(f"{m.env_spec.id} ({m.algo}, {m.steps:,} training steps; {acting}, sticky {m.env_spec.sticky:g}): "
+              f"score {scores.mean():.2f} +- "
               f"{scores.std(ddof=1) if len(scores) > 1 else 0.0:.2f} (sd) over {len(scores)} episodes; "
               f"median {np.median(scores):.1f}, min {scores.min():.1f}, max {scores.max():.1f}", soft_wrap=True)
 

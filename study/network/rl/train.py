@@ -142,17 +142,20 @@ def _resume_state(ckpt: Path, spec: EnvSpec, algo: str, resume: bool) -> dict[st
     return state
 
 
-def _acting(net: Any, algo: str, epsilon: float, seed: int) -> Callable[[torch.Tensor], np.ndarray]:
-    """How a teacher plays: epsilon-greedy on Q-values (DQN), sampling its policy (PPO)."""
-    if algo == "dqn":
+def _acting(net: Any, algo: str, epsilon: float, seed: int,
+            greedy: bool = False) -> Callable[[torch.Tensor], np.ndarray]:
+    """How a teacher plays: epsilon-greedy on Q-values (DQN), sampling its policy (PPO); ``greedy``: epsilon-
+    greedy on its outputs whatever the algorithm, as studies score teachers and students."""
+    if algo == "dqn" or greedy:
         rng = np.random.default_rng(seed)
         return lambda obs: act_greedy(net(obs), epsilon, rng)
     gen = torch.Generator().manual_seed(seed)
     return lambda obs: act_sample(net(obs), gen)
 
 
-def eval_teacher(path: Path, episodes: int = 30, epsilon: float = 0.05, seed: int = 0) -> tuple[Teacher, np.ndarray]:
-    """Unclipped scores of a teacher file over whole episodes."""
+def eval_teacher(path: Path, episodes: int = 30, epsilon: float = 0.05, seed: int = 0,
+                 greedy: bool = False) -> tuple[Teacher, np.ndarray]:
+    """Unclipped scores of a teacher file over whole episodes (``greedy``: see ``_acting``)."""
     teacher = Teacher.load(path)
-    policy = _acting(teacher.net, teacher.meta.algo, epsilon, seed)
+    policy = _acting(teacher.net, teacher.meta.algo, epsilon, seed, greedy)
     return teacher, evaluate(policy, teacher.meta.env_spec, episodes, seed + 7919, torch.device("cpu"))
