@@ -28,6 +28,8 @@ from study.store.format import pid_alive, write_text
 MARKER = "analysis.json"
 STAT_NAMES = {"mean": "mean", "median": "median", "iqm": "IQM", "optimality_gap": "optimality gap"}
 KL_METRICS = ("kl_student", "kl_teacher", "kl_uniform")
+# what a network student's evaluations record of its imitation, on the states it visits (study.network.loop)
+IMITATION_METRICS = ("agreement", "kl_student")
 
 
 @dataclass
@@ -484,14 +486,22 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     sec = report.section("Learning curves")
     frame = _for_plot(curves[curves["metric"] == opt.metric], results, facet)
     shown = _plot_arms(results, facet)
+    x_label = "iteration" if results.tier == "tabular" else "agent steps (per game)"
     sec.add(_figure(plots.learning_curves(frame, [opt.metric], figures / "curves", variants=shown,
-                                          facet=facet),
+                                          facet=facet, x_label=x_label),
                     f"{opt.metric} along training: mean over runs with a 95% bootstrap band"))
     if results.tier == "tabular" and set(KL_METRICS) <= set(results.metrics):
         kl = _for_plot(curves[curves["metric"].isin([*KL_METRICS, NORMALISED])], results, facet)
         sec.add(_figure(plots.tabular_kl_layout(kl, figures / "kl_layout", variants=shown, facet=facet),
                         "KL(pi_T || pi_theta) under the student's, the teacher's and the uniform state "
                         "distribution, beside the normalised return (Czarnecki et al. 2019, Fig. 3 layout)"))
+    imitation = [m for m in IMITATION_METRICS if m in results.metrics and m != opt.metric]
+    if results.tier != "tabular" and imitation:
+        data = _for_plot(curves[curves["metric"].isin([opt.metric, *imitation])], results, facet)
+        sec.add(_figure(plots.learning_curves(data, [opt.metric, *imitation], figures / "imitation", variants=shown,
+                                              facet=facet, x_label=x_label),
+                        f"{opt.metric} beside how closely the student imitates the teacher on the states it visits "
+                        "itself: argmax agreement and KL(pi_T || pi_theta), along training"))
     rows = []
     auc = stats.curve_metrics(curves, opt.metric)
     reach = stats.curve_metrics(curves, NORMALISED, threshold=opt.threshold) if NORMALISED in results.metrics \

@@ -172,6 +172,7 @@ def _figure_learning_curves(
     title: str | None = None,
     ci: float | None = 95,
     n_boot: int = 500,
+    x_label: str = "iteration",
 ) -> Figure:
     who = "learning_curves"
     needed = ["variant", "step", "metric", "value"] + ([facet] if facet else [])
@@ -208,7 +209,7 @@ def _figure_learning_curves(
                 if metric in log:
                     ax.set_yscale("log")
                 ax.set_title(_metric_label(metric) if r == 0 else "")
-                ax.set_xlabel("iteration" if r == len(levels) - 1 else "")
+                ax.set_xlabel(x_label if r == len(levels) - 1 else "")
                 _step_ticks(ax)
                 ax.set_ylabel(f"{facet} = {_level_text(level)}" if facet and c == 0 else "")
                 ax.grid(True, alpha=0.3, lw=0.5)
@@ -237,15 +238,17 @@ def learning_curves(
     title: str | None = None,
     ci: float | None = 95,
     n_boot: int = 500,
+    x_label: str = "iteration",
 ) -> list[Path]:
     """A metric per column and a ``facet`` level per row: the mean over runs with a bootstrap band.
 
     ``frame`` is tidy: columns variant, step, metric, value (one row per run, step and metric) and the facet
     column if any. KL metrics get a log axis because they shrink by orders of magnitude, unless a value is not
-    positive. ``ci=None`` draws the mean alone.
+    positive. ``ci=None`` draws the mean alone. ``x_label`` names what a step counts (network tiers record
+    agent steps).
     """
     fig = _figure_learning_curves(frame, metrics, variants=variants, facet=facet, log_metrics=log_metrics,
-                                  title=title, ci=ci, n_boot=n_boot)
+                                  title=title, ci=ci, n_boot=n_boot, x_label=x_label)
     return save(fig, path)
 
 

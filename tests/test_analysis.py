@@ -320,6 +320,7 @@ variant = ["rusu_kl", "on_policy_distill"]
 """)
     assert not run_study(study, Path("r"), workers=1).failed
     original = _analysed_files(analyze(Path("r"), None, Options(reps=200, permutations=199)).out)
+    assert "figures/imitation.png" in original  # agreement and KL on the student's states along training
     teacher.unlink()
     copied = _analyse_elsewhere(here / "r", tmp_path / "there", monkeypatch)
     assert copied.keys() == original.keys() and "tables/final.csv" in copied

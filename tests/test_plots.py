@@ -122,6 +122,9 @@ def test_learning_curves_facet_grid() -> None:
     axes = np.array(fig.axes).reshape(3, 2)
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["tau = 0.1", "tau = 1", "tau = 10"]
     assert [ax.get_yscale() for ax in axes[0]] == ["log", "linear"]
+    assert [ax.get_xlabel() for ax in axes[:, 0]] == ["", "", "iteration"]  # the bottom row names the steps
+    steps = plots._figure_learning_curves(frame, metrics, variants=VARIANTS, n_boot=20, x_label="agent steps")
+    assert {ax.get_xlabel() for ax in steps.axes if ax.get_lines()} == {"agent steps"}
     for ax in axes.flat:
         colours = {rgb(line.get_color()) for line in ax.get_lines()}
         assert colours == {rgb(c) for c in plots.variant_palette(VARIANTS).values()}
