@@ -287,8 +287,9 @@ games = "breakout+space_invaders"
         parse_study(bad)
 
 
-def test_online_distillation_follows_a_teacher_that_is_still_learning(tmp_path):
+def test_online_distillation_follows_a_teacher_that_is_still_learning(tmp_path, monkeypatch):
     from study.network.teacher import save_teacher
+    from study.run import progress as reporting
     from study.run.checks import check_study
     from study.run.network import run_network_cell
     from study.spec.grid import parse_study
@@ -312,7 +313,10 @@ eval_episodes = 1
 rollout = 8
 num_envs = 2
 """)
-    metrics, summary = run_network_cell(check_study(study).cells[0])
+    monkeypatch.setattr(reporting, "PROGRESS_SECONDS", 0.0)
+    heard: list[tuple[int, int]] = []  # a network cell reports its iterations, as a tabular batch does
+    metrics, summary = run_network_cell(check_study(study).cells[0], progress=lambda *p: heard.append(p))
+    assert heard == [(i, 12) for i in range(1, 13)]
     assert {"score", "return_norm", "agreement", "kl_student", "teacher_score"} <= set(metrics["metric"])
     assert summary.references["teacher"][0] is not None and summary.step == 12 * 2 * 8
     bad = study.source.replace('variant = "rusu_kl"', 'variant = "rusu_kl"\ngames = "breakout+asterix"')

@@ -364,6 +364,7 @@ def test_a_running_batch_reports_its_iterations_through_its_markers(tmp_path, mo
     """A long batch says how far it has got: its markers hold (iterations done, total), which `grid status`
     and the run's display read; they are gone when the batch ends."""
     import study.run.tabular as tabular
+    from study.run import progress as reporting
     from study.run.batch import run_batch
     from study.store import format as F
 
@@ -371,7 +372,7 @@ def test_a_running_batch_reports_its_iterations_through_its_markers(tmp_path, mo
     cells = [c for c in study.cells if c.params.get("tau") == 0.1]
     root = tmp_path / "run"
     Store.open(root, study).write_manifest(study)
-    monkeypatch.setattr(tabular, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(reporting, "PROGRESS_SECONDS", 0.0)
     seen: list[dict] = []
     real = tabular.distill
 

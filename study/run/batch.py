@@ -24,8 +24,8 @@ from study.store.store import Store
 def run_cells(cells: Sequence[Cell], device: str = "cpu", partial: Path | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[tuple[pd.DataFrame, Summary]]:
     """Per cell, its tidy metrics and its summary: tabular cells of one batch together (checkpointed to
-    ``partial`` while they train, and reporting (iterations done, total) to ``progress``, when given),
-    network cells one by one."""
+    ``partial`` while they train), network cells one by one; each batch or cell reports (iterations done,
+    total) to ``progress``, when given."""
     if all(isinstance(c, TabularCell) for c in cells):
         from study.run.tabular import run_tabular_cells
 
@@ -33,7 +33,7 @@ def run_cells(cells: Sequence[Cell], device: str = "cpu", partial: Path | None =
                                  progress=progress)
     from study.run.network import run_network_cell
 
-    return [run_network_cell(c, device) for c in cells if isinstance(c, NetworkCell)]
+    return [run_network_cell(c, device, progress) for c in cells if isinstance(c, NetworkCell)]
 
 
 def run_batch(root: str, cells: Sequence[Cell], device: str = "cpu") -> list[tuple[str, str]]:

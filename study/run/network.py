@@ -4,6 +4,7 @@ store's format, with the score normalised between a random policy and the teache
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from study.network.nets import width_for_fraction
 from study.network.rl.common import act_greedy, evaluate, pick_device
 from study.network.rl.dqn import DQNConfig, DQNLearner
 from study.network.teacher import Teacher
+from study.run.progress import throttled
 from study.spec import LoopParams, NetworkCell
 from study.store.format import Summary
 
@@ -53,10 +55,12 @@ def online_teacher(spec: EnvSpec, trained: Teacher, cfg: LoopParams, online_step
     return DQNLearner(spec, config, seed=seed + 15_485_863, device=pick_device(device), horizon=horizon)
 
 
-def run_network_cell(cell: NetworkCell, device: str = "cpu") -> tuple[pd.DataFrame, Summary]:
+def run_network_cell(cell: NetworkCell, device: str = "cpu",
+                     progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, Summary]:
     """Distil one cell; its metrics (tidy) and summary in the tabular cells' format. A single-game cell is
     one run (mdp 0); a multi-task cell is one run per game (mdp i: its i-th game), labelled in the
-    summary's ``instances`` so the analysis files each under its game."""
+    summary's ``instances`` so the analysis files each under its game. ``progress`` hears (iterations
+    done, iterations in all) every few seconds, as a tabular batch reports them."""
     specs = env_specs(cell)
     files = cell.teacher_files()
     teachers = [Teacher.load(Path(f), spec) for f, spec in zip(files, specs, strict=True)]
@@ -65,6 +69,11 @@ def run_network_cell(cell: NetworkCell, device: str = "cpu") -> tuple[pd.DataFra
         m = teachers[0].meta
         width = width_for_fraction(m.arch, m.obs_shape, m.n_actions, cell.student.student_fraction)
     cfg = cell.train
+    report = throttled(progress, cfg.iterations)
+
+    def heard(done: int, _result: object) -> None:
+        report(done)
+
     online_steps = cell.teacher.online_steps
     refs = [references(f, digest, spec, cfg.eval_episodes, cfg.eval_epsilon)
             for f, digest, spec in zip(files, cell.teacher_digests, specs, strict=True)]
@@ -72,14 +81,14 @@ def run_network_cell(cell: NetworkCell, device: str = "cpu") -> tuple[pd.DataFra
         learner = online_teacher(specs[0], teachers[0], cfg, online_steps, cell.seed, device)
         result = distill_network(specs[0], Teacher(learner.net, teachers[0].meta), cell.variant, cfg,
                                  seed=cell.seed, width=width, device=device, online=learner,
-                                 online_steps=online_steps)
+                                 online_steps=online_steps, progress=heard)
         learner.close()
     elif len(specs) == 1:
         result = distill_network(specs[0], teachers[0], cell.variant, cfg, seed=cell.seed, width=width,
-                                 device=device)
+                                 device=device, progress=heard)
     else:
         result = distill_multitask({s.game: (s, t) for s, t in zip(specs, teachers, strict=True)}, cell.variant,
-                                   cfg, seed=cell.seed, width=width, device=device)
+                                   cfg, seed=cell.seed, width=width, device=device, progress=heard)
     rows = []
     for index, (spec, (random, teacher_score)) in enumerate(zip(specs, refs, strict=True)):
         span = teacher_score - random

@@ -7,14 +7,13 @@ random streams make each cell's numbers the same as if it ran alone.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from study.run.progress import throttled
 from study.spec import Cell, canonical_json
 from study.spec.cells import TabularCell
 from study.spec.schema import EnvParams, StudentParams, TeacherParams, TrainParams
@@ -26,7 +25,6 @@ from study.tabular.mdp import TabularMDP
 from study.tabular.metrics import METRICS
 from study.tabular.students import Student
 
-PROGRESS_SECONDS = 5.0  # how often a running batch says how far it has got
 # how often a running batch writes its training state (a resumed run loses at most this much work)
 PARTIAL_SECONDS = 300.0
 
@@ -90,7 +88,7 @@ def run_tabular_cells(cells: Sequence[TabularCell], partial: Path | None = None,
     With ``partial``, the training state is written there every ``PARTIAL_SECONDS`` and a state left by an
     earlier run of the same cells is continued (same numbers as an uninterrupted run), so that a batch of
     hours survives an interruption. ``progress`` hears (iterations done, iterations in all) every
-    ``PROGRESS_SECONDS``, so that a display can show how far a long batch has got.
+    ``study.run.progress.PROGRESS_SECONDS``, so that a display can show how far a long batch has got.
     """
     first = cells[0]
     if any(batch_key(c) != batch_key(first) for c in cells):
@@ -121,15 +119,7 @@ def run_tabular_cells(cells: Sequence[TabularCell], partial: Path | None = None,
         write_torch(partial, {"cells": ids, "engine": state})
 
     config = train_config(first.train, first.student)
-    heard = [-math.inf]
-
-    def report(done: int) -> None:
-        if progress is not None and (time.perf_counter() - heard[0] >= PROGRESS_SECONDS
-                                     or done == config.iterations):
-            heard[0] = time.perf_counter()
-            progress(done, config.iterations)
-
-    curves = distill(mdp, teacher, variants, plan, config, progress=report,
+    curves = distill(mdp, teacher, variants, plan, config, progress=throttled(progress, config.iterations),
                      student=Student(first.student.student), resume=resume,
                      checkpoint=save if partial is not None else None, checkpoint_seconds=PARTIAL_SECONDS)
     optimal = optimal_return(mdp)
