@@ -387,11 +387,44 @@ def test_a_running_batch_reports_its_iterations_through_its_markers(tmp_path, mo
 
     monkeypatch.setattr(tabular, "distill", watched)
     run_batch(str(root), cells)
-    assert [s[cells[0].id] for s in seen] == [(i, 12) for i in range(1, 13)]
+    assert [s[cells[0].id][:2] for s in seen] == [(i, 12) for i in range(1, 13)]
     assert all(set(s) == {c.id for c in cells} for s in seen)
-    assert F.describe_progress(seen[4]) == f"{len(cells)} running, at iteration 5 of 12"
+    assert F.describe_progress(seen[4]).startswith(f"{len(cells)} running, at iteration 5 of 12")
     assert F.running_progress(root) == {} and F.describe_progress({}) == ""
     # grid status shows a live batch's progress (a marker of this process, as a worker writes it)
     (root / f"{F.RUNNING_PREFIX}{cells[0].id}-{os.getpid()}").write_text("300 1000")
     result = runner.invoke(app, ["grid", "status", str(root)], env={"COLUMNS": "120"})
     assert result.exit_code == 0 and "1 running, at iteration 300 of 1,000" in result.stdout, result.stdout
+    assert " left" not in result.stdout  # a marker that does not say when its process began tells no rate
+
+
+def test_a_running_marker_tells_the_time_left_from_the_rate_since_its_process_began(tmp_path):
+    """A batch that resumed part-way is timed from where this process began, not from iteration 0: 200
+    iterations (100 to 300) in 200 s leave 700 iterations, about 12 min; a batch that has not yet moved
+    tells no time, and the display waits until every running cell can tell it."""
+    from study.store import format as F
+
+    study = check_study(parse_study(TINY))
+    Store.open(tmp_path, study).write_manifest(study)
+    began = time.time() - 200
+    moving = tmp_path / f"{F.RUNNING_PREFIX}{'a' * 16}-{os.getpid()}"
+    moving.write_text(F.progress_line(300, 1000, 100, began))
+    os.utime(moving, (began + 200, began + 200))
+    progress = F.running_progress(tmp_path, now=began + 200)
+    assert progress["a" * 16] == (300, 1000, pytest.approx(700.0, abs=0.1))
+    assert F.running_progress(tmp_path, now=began + 260)["a" * 16].seconds_left == pytest.approx(640.0, abs=0.1)
+    assert F.describe_progress(progress) == "1 running, at iteration 300 of 1,000, about 12 min left"
+    result = runner.invoke(app, ["grid", "status", str(tmp_path)], env={"COLUMNS": "120"})
+    assert "at iteration 300 of 1,000, about 12 min left" in result.stdout, result.stdout
+    still = tmp_path / f"{F.RUNNING_PREFIX}{'b' * 16}-{os.getpid()}"
+    still.write_text(F.progress_line(100, 1000, 100, began))
+    assert F.running_progress(tmp_path)["b" * 16].seconds_left is None
+    assert F.describe_progress(F.running_progress(tmp_path)) == "2 running, at iteration 100 of 1,000"
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(20, "under a minute"), (3125, "about 52 min"),
+                                               (11_400, "about 3 h 10 min"), (3600, "about 1 h")])
+def test_time_left_is_said_as_a_person_says_it(seconds, said):
+    from study.store import format as F
+
+    assert F.describe_seconds(seconds) == said

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 @cli_errors
 def bench_tabular_cmd(
     mdps: Annotated[int | None, typer.Option(
-        help="Grid worlds in the batch [default: 1000; with --study, the MDPs of the timed slice: 100].")] = None,
+        help="Grid worlds in the batch (default: 1000; with --study, the MDPs of the timed slice: 100).")] = None,
     size: Annotated[int, typer.Option(help="Grid side.")] = 20,
     iterations: Annotated[int | None, typer.Option(
-        help="Iterations per run (the first is not timed) [default: 6; with --study: 60].")] = None,
+        help="Iterations per run (the first is not timed; default: 6, with --study: 60).")] = None,
     loop_mdps: Annotated[int | None, typer.Option(help="MDPs the per-MDP loop covers (default: all).")] = None,
     study: Annotated[str | None, typer.Option(help="Time a real study's first cells against the previous engine "
                                                    "and estimate the whole study (built-in name or file).")] = None,

@@ -27,11 +27,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 STUDY_TOML = "study.toml"
 MANIFEST = "study.json"
@@ -310,28 +311,68 @@ def running(root: Path) -> set[str]:
     return live
 
 
-def running_progress(root: Path) -> dict[str, tuple[int, int]]:
-    """How far the live batches have got: per running cell, (iterations done, iterations in all), as its
-    marker last said (a batch writes it every few seconds; cells whose runner does not report are absent)."""
+class Progress(NamedTuple):
+    """How far one running cell has got, as its marker last said."""
+
+    done: int  # iterations done
+    total: int  # iterations in all
+    seconds_left: float | None  # at the rate since its process started on it; None until it can be told
+
+
+def progress_line(done: int, total: int, since_done: int, since: float) -> str:
+    """A marker's text: iterations done and in all, and where and when (epoch seconds) this process began,
+    so that a reader can tell the rate, and the time left, of a batch that resumed part-way."""
+    return f"{done} {total} {since_done} {since:.3f}"
+
+
+def running_progress(root: Path, now: float | None = None) -> dict[str, Progress]:
+    """How far the live batches have got: per running cell, its marker's iterations done and in all and
+    the time left at the rate since the process began on it (markers are written every few seconds;
+    cells whose runner does not report are absent)."""
+    now = time.time() if now is None else now
     progress = {}
     for marker in Path(root).glob(f"{RUNNING_PREFIX}*"):
         cell, _, pid = marker.name[len(RUNNING_PREFIX):].rpartition("-")
         if not (pid.isdigit() and pid_alive(int(pid))):
             continue
         try:
-            done, total = (int(x) for x in marker.read_text().split())
-        except (OSError, ValueError):  # not reported yet, or read while it was written
+            fields_ = marker.read_text().split()
+            done, total = int(fields_[0]), int(fields_[1])
+            written = marker.stat().st_mtime
+        except (OSError, ValueError, IndexError):  # not reported yet, or read while it was written
             continue
-        progress[cell] = (done, total)
+        left = None
+        if len(fields_) == 4:
+            since_done, since = int(fields_[2]), float(fields_[3])
+            if done > since_done and written > since:
+                rate = (done - since_done) / (written - since)
+                left = max(0.0, (total - done) / rate - max(0.0, now - written))
+        progress[cell] = Progress(done, total, left)
     return progress
 
 
-def describe_progress(progress: dict[str, tuple[int, int]]) -> str:
-    """One line for a progress display: how many cells run and how far the least advanced has got."""
+def describe_progress(progress: dict[str, Progress]) -> str:
+    """One line for a progress display: how many cells run, how far the least advanced has got and, when
+    every running cell can tell it, about how long the slowest has left."""
     if not progress:
         return ""
-    done, total = min(progress.values(), key=lambda p: p[0] / max(p[1], 1))
-    return f"{len(progress)} running, at iteration {done:,} of {total:,}"
+    least = min(progress.values(), key=lambda p: p.done / max(p.total, 1))
+    line = f"{len(progress)} running, at iteration {least.done:,} of {least.total:,}"
+    lefts = [p.seconds_left for p in progress.values() if p.seconds_left is not None]
+    if len(lefts) == len(progress):
+        line += f", {describe_seconds(max(lefts))} left"
+    return line
+
+
+def describe_seconds(seconds: float) -> str:
+    """A time left as a person says it: about 3 h 10 min, about 52 min, under a minute."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"about {minutes} min"
+    return f"about {hours} h {minutes} min" if minutes else f"about {hours} h"
 
 
 def cell_status(root: Path, cell_id: str, live: set[str]) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,14 @@ class Store:
         for m in markers:
             m.touch()
 
+        since: list[tuple[int, float]] = []  # the first report: a resumed batch starts part-way
+
         def note(done: int, total: int) -> None:
+            if not since:
+                since.append((done, time.time()))
+            line = F.progress_line(done, total, *since[0])
             for m in markers:
-                m.write_text(f"{done} {total}")
+                m.write_text(line)
 
         try:
             yield note
