@@ -87,7 +87,8 @@ def test_a_cell_run_alone_equals_the_same_cell_in_a_batch(tmp_path):
 
 def test_smaller_batches_write_the_same_cells(tmp_path, monkeypatch):
     """--batch-cells splits the work into more tasks (each written when it ends) and changes no number;
-    0 is refused before anything is written, and the resume line keeps the setting."""
+    0 is refused before anything is written, and the resume line keeps the setting. --device is for network
+    cells: a tabular study says that it runs on the CPU."""
     import study.run.runner as runner_module
     from study.cli.grid import resume_command
 
@@ -97,8 +98,9 @@ def test_smaller_batches_write_the_same_cells(tmp_path, monkeypatch):
     real = runner_module.batches
     monkeypatch.setattr(runner_module, "batches", lambda *a: tasks.append(len(real(*a))) or real(*a))
     result = runner.invoke(app, ["grid", "run", str(_write(tmp_path, TINY)), "--out", str(tmp_path / "split"),
-                                 "--workers", "1", "--batch-cells", "3"])
+                                 "--workers", "1", "--batch-cells", "3", "--device", "auto"])
     assert result.exit_code == 0, result.output
+    assert "a tabular study runs on the CPU" in result.stderr  # --device is for networks; said, not ignored
     assert tasks == [3]  # 8 cells sharing their MDPs: 3 + 3 + 2
     assert _finals(tmp_path / "split") == _finals(tmp_path / "whole")
     bad = runner.invoke(app, ["grid", "run", str(_write(tmp_path, TINY)), "--out", str(tmp_path / "bad"),

@@ -61,7 +61,8 @@ def grid_run_cmd(
     ray_address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
     device: Annotated[str, typer.Option(help="Where network cells run their networks: cpu, auto (the GPU "
-                                             "when present) or cuda. Not part of a cell's id.")] = "cpu",
+                                             "when present) or cuda. Not part of a cell's id. Tabular studies "
+                                             "run on the CPU.")] = "cpu",
     reuse: Annotated[list[Path] | None, typer.Option(
         "--reuse", help="Another study's results folder: its finished cells that this study also has (the "
                         "same cell id) are copied instead of run. Repeatable.")] = None,
@@ -87,6 +88,9 @@ def grid_run_cmd(
     pick_device(device)  # refused before anything is written when it is not there
     s = check_study(load_study(study))
     target = out_dir or Path("results") / s.name
+    if s.spec.tier == "tabular" and device != "cpu":
+        err.print(f"note: --device {device} applies to network cells; a tabular study runs on the CPU (compiled "
+                  "numba loops and LAPACK solves), whatever --device says", soft_wrap=True)
     resume = resume_command(study, target, backend, ray_address, workers, device, reuse or [], batch_cells)
     with progress(transient=False) as bar, watching(target) as running:
         task = bar.add_task("cells", total=None)
