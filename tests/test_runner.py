@@ -397,7 +397,7 @@ def test_a_running_batch_reports_its_iterations_through_its_markers(tmp_path, mo
     (root / f"{F.RUNNING_PREFIX}{cells[0].id}-{os.getpid()}").write_text("300 1000")
     result = runner.invoke(app, ["grid", "status", str(root)], env={"COLUMNS": "120"})
     assert result.exit_code == 0 and "1 running, at iteration 300 of 1,000" in result.stdout, result.stdout
-    assert " left" not in result.stdout  # a marker that does not say when its process began tells no rate
+    assert "done in" not in result.stdout  # a marker that does not say when its process began tells no rate
 
 
 def test_a_running_marker_tells_the_time_left_from_the_rate_since_its_process_began(tmp_path):
@@ -415,9 +415,9 @@ def test_a_running_marker_tells_the_time_left_from_the_rate_since_its_process_be
     progress = F.running_progress(tmp_path, now=began + 200)
     assert progress["a" * 16] == (300, 1000, pytest.approx(700.0, abs=0.1))
     assert F.running_progress(tmp_path, now=began + 260)["a" * 16].seconds_left == pytest.approx(640.0, abs=0.1)
-    assert F.describe_progress(progress) == "1 running, at iteration 300 of 1,000, about 12 min left"
+    assert F.describe_progress(progress) == "1 running, at iteration 300 of 1,000, the slowest done in about 12 min"
     result = runner.invoke(app, ["grid", "status", str(tmp_path)], env={"COLUMNS": "120"})
-    assert "at iteration 300 of 1,000, about 12 min left" in result.stdout, result.stdout
+    assert "at iteration 300 of 1,000, the slowest done in about 12 min" in result.stdout, result.stdout
     still = tmp_path / f"{F.RUNNING_PREFIX}{'b' * 16}-{os.getpid()}"
     still.write_text(F.progress_line(100, 1000, 100, began))
     assert F.running_progress(tmp_path)["b" * 16].seconds_left is None

@@ -360,7 +360,7 @@ def describe_progress(progress: dict[str, Progress]) -> str:
     line = f"{len(progress)} running, at iteration {least.done:,} of {least.total:,}"
     lefts = [p.seconds_left for p in progress.values() if p.seconds_left is not None]
     if len(lefts) == len(progress):
-        line += f", {describe_seconds(max(lefts))} left"
+        line += f", the slowest done in {describe_seconds(max(lefts))}"
     return line
 
 
