@@ -388,10 +388,11 @@ class StudyBench:
     timed_ratio: float
     peak_rss_gib: float
     machine: str
+    device: str = "cpu"  # where the previous code path ran
 
 
 def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_iterations: int | None = None,
-                workers: int = 2) -> StudyBench:
+                workers: int = 2, device: str = "cpu") -> StudyBench:
     """Time a study's first batch of cells (every arm that shares its MDPs) on its first ``mdps`` MDPs.
 
     Both engines train the same arms on the same MDPs and keys: the compiled engine for ``iterations``
@@ -401,9 +402,15 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
     of all on the previous path, whose per-step cost barely grows with the batch). The whole study's time
     is the runner's tasks (:func:`study.run.runner.batches`) spread over ``workers``, each task paying its
     teacher, set-up, iterations and evaluations at the measured rates.
+
+    With a ``device`` other than the CPU, the previous code path (plain tensor operations, so it runs on any
+    torch device) trains and evaluates the students there instead, with the teachers the compiled engine
+    builds on the CPU (its tensor Q-learning steps one batch of operations per step, bound by kernel launches
+    on a GPU). The compiled engine itself runs on the CPU only (numba loops, LAPACK's banded solver).
     """
     import resource
 
+    from study.network.rl.common import pick_device
     from study.run.checks import check_study
     from study.run.runner import batches
     from study.run.tabular import batch_key, build_mdp, build_teacher, train_config
@@ -412,6 +419,7 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
     from study.tabular import reference
     from study.tabular.students import Student
 
+    dev = pick_device(device)  # refused before any work when it is not there
     torch.set_num_threads(1)
     for name, value, low in (("mdps", mdps, 1), ("iterations", iterations, 2), ("workers", workers, 1)):
         if value < low:
@@ -439,6 +447,14 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
         start = time.perf_counter()
         teacher = build_teacher(mdp, first.teacher, env.mdp_seed)
         teacher_seconds = time.perf_counter() - start
+        config = replace(train_config(first.train, first.student), iterations=its, eval_every=max(1, its // 3))
+        if reference_path and dev.type != "cpu":
+            with torch.device(dev):
+                curves = distill(mdp.on(dev), teacher.to(dev), variants, plan.on(dev), config, student=student,
+                                 reference=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            return teacher_seconds, curves.seconds, len(curves.steps)
         if reference_path and first.teacher.teacher in ("q_learning", "q_learning_explored"):
             # the previous batched tensor Q-learning, on the same recipe (it had no expected fall; the work
             # per step is the same)
@@ -447,8 +463,6 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
             reference.tensor_q_learning(mdp, episodes=first.teacher.q_episodes, gamma=first.teacher.teacher_gamma,
                                         seed=env.mdp_seed, **kwargs)
             teacher_seconds = time.perf_counter() - start
-        config = train_config(first.train, first.student)
-        config = replace(config, iterations=its, eval_every=max(1, its // 3))
         curves = distill(mdp, teacher, variants, plan, config, student=student, reference=reference_path)
         return teacher_seconds, curves.seconds, len(curves.steps)
 
@@ -470,7 +484,11 @@ def bench_study(ref: str, mdps: int = 100, iterations: int = 60, reference_itera
                       sum(n for n, _ in tasks), first.train.iterations, study_evals, now, before,
                       before.study_seconds / now.study_seconds,
                       before.timed_seconds / now.timed_seconds if reference_iterations == iterations else math.nan,
-                      peak / 2**20, machine_description())
+                      peak / 2**20, machine_description() + _device_description(dev), str(dev))
+
+
+def _device_description(dev: torch.device) -> str:
+    return f"; previous code path on {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
 
 
 def _study_seconds(part: EnginePart, tasks: list[tuple[int, int]], iterations: int, evaluations: int,

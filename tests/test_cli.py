@@ -161,5 +161,11 @@ def test_bench_tabular_study_times_both_engines_and_estimates_the_study(tmp_path
     for part in (data["now"], data["before"]):
         assert part["train_rate"] > 0 and part["study_seconds"] > 0
     assert data["ratio"] == pytest.approx(data["before"]["study_seconds"] / data["now"]["study_seconds"])
+    assert data["device"] == "cpu"
     bad = runner.invoke(app, ["bench", "tabular", "--study", "rusu_losses", "--mdps", "2"])
     assert bad.exit_code == 2 and "not a tabular study" in bad.stderr
+    # --device says where the previous code path runs: it needs --study, and a device that is there
+    bad = runner.invoke(app, ["bench", "tabular", "--device", "cuda"])
+    assert bad.exit_code == 2 and "--device needs --study" in bad.stderr
+    bad = runner.invoke(app, ["bench", "tabular", "--study", "demo", "--device", "tpu"])
+    assert bad.exit_code == 2 and "allowed: auto, cpu, cuda" in bad.stderr

@@ -28,10 +28,14 @@ def bench_tabular_cmd(
     reference_iterations: Annotated[int | None, typer.Option(
         help="With --study: iterations of the previous engine (default: --iterations).")] = None,
     workers: Annotated[int, typer.Option(help="With --study: workers the estimate assumes.")] = 2,
+    device: Annotated[str, typer.Option(help="With --study: where the previous code path (plain tensor "
+                                             "operations) runs: cpu, auto or cuda; this engine runs on the "
+                                             "CPU.")] = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the numbers here.")] = None,
 ) -> None:
     """The batched sampled engine against a per-MDP loop on the same work, in MDP-iterations/s; with --study,
-    a real study's cells against the previous engine, and the whole study's estimated time."""
+    a real study's cells against the previous engine (on the CPU or, with --device, a GPU), and the whole
+    study's estimated time."""
     from study.bench import bench_tabular
     from study.store.format import check_writable_file, write_json
 
@@ -42,10 +46,12 @@ def bench_tabular_cmd(
                              ("reference-iterations", reference_iterations or 2, 2)):
         if value < low:
             raise UsageError(f"--{name}: {value} is out of range; allowed: {name} >= {low}")
+    if study is None and device != "cpu":
+        raise UsageError("--device needs --study: the batched engine and the per-MDP loop run on the CPU")
     if json_path is not None:
         check_writable_file(json_path)
     if study is not None:
-        result = _bench_study(study, mdps, iterations, reference_iterations, workers)
+        result = _bench_study(study, mdps, iterations, reference_iterations, workers, device)
     else:
         total = mdps if loop_mdps is None else min(loop_mdps, mdps)
         with progress() as bar:
@@ -69,26 +75,28 @@ def bench_tabular_cmd(
         write_json(json_path, dataclasses.asdict(result))
 
 
-def _bench_study(study: str, mdps: int, iterations: int, reference_iterations: int | None, workers: int) -> Any:
+def _bench_study(study: str, mdps: int, iterations: int, reference_iterations: int | None, workers: int,
+                 device: str) -> Any:
     from study.bench import bench_study
 
     with err.status(f"timing {study}: this engine, then the previous code path"):
         result = bench_study(study, mdps=mdps, iterations=iterations, reference_iterations=reference_iterations,
-                             workers=workers)
+                             workers=workers, device=device)
     table = Table(title=f"{result.study}: its first {result.arms} arms on {result.mdps} MDPs "
                         f"({result.arms * result.mdps} instances)")
     for col in ("engine", "timed iterations", "teacher s/MDP", "set-up ms/instance", "instance-iterations/s",
                 "evaluation ms/instance", f"whole study, {result.workers} workers"):
         table.add_column(col)
-    for name, its, part in (("this engine", result.iterations, result.now),
-                            ("previous code path", result.reference_iterations, result.before)):
+    for name, its, part in (("this engine (cpu)", result.iterations, result.now),
+                            (f"previous code path ({result.device})", result.reference_iterations, result.before)):
         table.add_row(name, str(its), f"{part.teacher_seconds_per_mdp:.3f}",
                       f"{part.setup_seconds_per_instance * 1000:.2f}", f"{part.train_rate:,.0f}",
                       f"{part.evaluate_seconds_per_instance * 1000:.2f}", f"{part.study_seconds / 60:,.1f} min")
     out.print(table)
     out.print(f"whole study: {result.study_instances:,} instances x {result.study_iterations:,} iterations, "
               f"{result.study_evaluations} evaluations; estimated {result.now.study_seconds / 60:.1f} min "
-              f"against {result.before.study_seconds / 3600:.1f} h before ({result.ratio:.1f}x)")
+              f"against {result.before.study_seconds / 3600:.1f} h on the previous code path ({result.device}; "
+              f"{result.ratio:.1f}x)")
     if result.now.rollout_share == result.now.rollout_share:
         out.print(f"this engine's training time: {result.now.rollout_share:.0%} sampling episodes, the rest the "
                   "surrogate, its gradient and the step")

@@ -101,6 +101,10 @@ class Plan:
     def __len__(self) -> int:
         return len(self.mdp_index)
 
+    def on(self, device: torch.device | str) -> Plan:
+        """The same plan with its index tensors on ``device``."""
+        return Plan(self.mdp_index.to(device), self.variant_index.to(device), self.seed.to(device))
+
     def check(self, n_mdps: int, n_variants: int) -> None:
         """Every instance must name an MDP and a variant that exist."""
         if not (len(self.mdp_index) == len(self.variant_index) == len(self.seed)) or len(self) == 0:

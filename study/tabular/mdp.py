@@ -197,6 +197,10 @@ class TabularMDP:
         """Floating tensors cast to ``dtype`` (float64 for exact checks)."""
         return self._map(lambda t: t.to(dtype), FLOAT_FIELDS)
 
+    def on(self, device: torch.device | str) -> TabularMDP:
+        """Every tensor moved to ``device``: the tensor code path runs wherever its inputs are."""
+        return self._map(lambda t: t.to(device))
+
     def rows(self, start: int, stop: int) -> TabularMDP:
         """The MDPs ``start:stop`` as views (no copy)."""
         return self._map(lambda t: t[start:stop])
