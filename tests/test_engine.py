@@ -97,6 +97,22 @@ def test_compiled_engine_takes_the_previous_code_paths_steps(optimizer):
     torch.testing.assert_close(ours.extras["critic"], before.extras["critic"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_the_previous_code_path_runs_wherever_its_inputs_are(setup, device):
+    """`bench tabular --study --device` moves the MDPs, teachers and plan to a device and runs the previous
+    code path there under that default device: the same students and metrics as on the CPU."""
+    mdp, teacher, variants, config = setup
+    plan = Plan.product(mdp.n_mdps, len(variants), [0, 1])
+    on_cpu = distill(mdp, teacher, variants, plan, config, reference=True)
+    moved = mdp.on(device)
+    assert moved is not mdp and moved.succ.device.type == device and plan.on(device).seed.device.type == device
+    with torch.device(device):
+        there = distill(moved, teacher.to(device), variants, plan.on(device), config, reference=True)
+    torch.testing.assert_close(there.final_logits.cpu(), on_cpu.final_logits, rtol=1e-4, atol=1e-5)
+    for name, values in on_cpu.values.items():
+        torch.testing.assert_close(there.values[name].cpu(), values, rtol=1e-4, atol=1e-5)
+
+
 def test_log_spaced_evaluations_keep_the_start_of_a_long_curve(setup):
     """eval_log adds log-spaced evaluations within the first interval; the regular ones and the end stay."""
     config = TrainConfig(mode="sampled", iterations=1000, eval_every=500, eval_log=6, max_steps=30)
