@@ -3,7 +3,7 @@ expands to exactly the cell ids it had before (tests/data/cell_ids.json; an id h
 variant, parameters, seed and teacher bytes). A study whose definition changes on purpose gets its new ids
 recorded with the change (czarnecki_fig3 at the paper's scale, czarnecki_fig3_weak, and czarnecki_fig4, fig5
 and fig6 with the arms and scales of the paper, rusu_pong with the trained Pong teacher, its protocol and a
-learning rate at which the students leave the early plateau)."""
+learning rate at which the students leave the early plateau, and rusu_breakout, new with its teacher)."""
 
 from __future__ import annotations
 
