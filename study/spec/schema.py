@@ -32,15 +32,25 @@ CONTROL_KEYS = {"control": "kind", "beta": "beta", "schedule": "schedule", "beta
                 "horizon": "horizon", "decay": "decay", "epsilon": "epsilon", "teacher_tau": "teacher_tau"}
 
 
+#: the placement probabilities of ``paper_gridworld`` (study.tabular.generators holds the same, for Python
+#: callers; a test keeps the two equal)
+PAPER_WALL_PROB, PAPER_TERMINAL_PROB, PAPER_PENALTY_PROB = 0.1, 0.005, 0.1
+
+
 class EnvParams(BaseModel):
     """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``; a grid world's
     actions beyond the fourth repeat the moves (``extra_actions = "repeat"``), stay in place (``"stay"``) or
-    move at random (``"random"``); a corridor pays ``step_reward`` per step and ``goal_reward`` at its goal."""
+    move at random (``"random"``); ``gridworld`` places fixed counts of walls, terminals and -1 cells
+    (``wall_frac``, ``penalty_frac``), ``paper_gridworld`` draws each cell's kind with the probabilities
+    ``wall_prob``, ``terminal_prob`` (each of +10, +5, -5, -10) and ``penalty_prob``, as Czarnecki et al.'s
+    appendix; a corridor pays ``step_reward`` per step and ``goal_reward`` at its goal."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     # see TrainParams.LATER_KEYS
-    LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat", "goal_reward": 10.0, "step_reward": -1.0}
-    generator: Literal["gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
+    LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat", "goal_reward": 10.0, "step_reward": -1.0,
+                                            "wall_prob": PAPER_WALL_PROB, "terminal_prob": PAPER_TERMINAL_PROB,
+                                            "penalty_prob": PAPER_PENALTY_PROB}
+    generator: Literal["gridworld", "paper_gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
     extra_actions: Literal["repeat", "stay", "random"] = "repeat"
     mdps: int = Field(20, ge=1)
     mdp_seed: int = Field(0, ge=0)
@@ -48,6 +58,9 @@ class EnvParams(BaseModel):
     n_actions: int = Field(4, ge=2)
     wall_frac: float = Field(0.1, ge=0.0, le=0.5)
     penalty_frac: float = Field(0.1, ge=0.0, le=1.0)
+    wall_prob: float = Field(PAPER_WALL_PROB, ge=0.0, le=0.5)
+    terminal_prob: float = Field(PAPER_TERMINAL_PROB, ge=0.0, le=0.25)
+    penalty_prob: float = Field(PAPER_PENALTY_PROB, ge=0.0, le=1.0)
     noise: float = Field(0.0, ge=0.0, le=1.0)
     absorb: float = Field(0.01, ge=0.0, lt=1.0)
     n_states: int = Field(10, ge=2)

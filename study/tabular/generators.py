@@ -120,7 +120,6 @@ def gridworld(
         raise MDPError("absorb: 0.0 with no terminal_values lets episodes never end; "
                        "allowed: absorb > 0 or at least one terminal value")
     centre = (size // 2) * size + size // 2
-    rows, cols = np.divmod(np.arange(n_cells), size)
     mdps = []
     for i in range(n):
         rng = _rng(seed, i)
@@ -136,37 +135,123 @@ def gridworld(
         value[penalties] = -1.0
         is_wall = np.zeros(n_cells, bool)
         is_wall[walls] = True
-        # destination of each of the four moves from each cell
-        r2 = np.clip(rows[:, None] + _MOVES[None, :, 0], 0, size - 1)
-        c2 = np.clip(cols[:, None] + _MOVES[None, :, 1], 0, size - 1)
-        dest = r2 * size + c2
-        dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 4]
-        # probabilities over the four moves (and staying, for that design) for each action
-        stay = extra_actions == "stay"
-        if stay:
-            dest = np.concatenate([dest, np.arange(n_cells)[:, None]], axis=1)  # [S, 5]
-        move_p = np.zeros((n_actions, dest.shape[1]))
-        move_p[:, :4] = noise / 4
-        effect = np.arange(n_actions) % 4 if extra_actions == "repeat" else np.minimum(np.arange(n_actions), 4)
-        if extra_actions == "random":
-            move_p[4:, :4] = 0.25
-            move_p[np.arange(4), effect[:4]] += 1 - noise
-        else:
-            move_p[np.arange(n_actions), effect] += 1 - noise
-        k_count = dest.shape[1]
-        succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, k_count)).copy()
-        prob = np.broadcast_to(move_p[None], (n_cells, n_actions, k_count)).copy()
-        reward = value[succ]
-        terminal = is_wall.copy()
-        terminal[terminals] = True
-        start = np.zeros(n_cells)
-        start[centre] = 1.0
-        mdps.append({"succ": succ, "prob": prob, "reward": reward, "terminal": terminal,
-                     "start": start, "absorb": np.float64(absorb)})
+        is_terminal = np.zeros(n_cells, bool)
+        is_terminal[terminals] = True
+        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions))
     info = {"generator": "gridworld", "size": size, "n_actions": n_actions, "extra_actions": extra_actions,
             "wall_frac": wall_frac,
             "terminal_values": list(terminal_values), "penalty_frac": penalty_frac, "noise": noise,
             "absorb": absorb, "seed": seed}
+    return _stack(mdps, dtype, info)
+
+
+def _grid_mdp(size: int, is_wall: np.ndarray, is_terminal: np.ndarray, value: np.ndarray, n_actions: int,
+              noise: float, absorb: float, extra_actions: str) -> dict:
+    """One grid world's arrays from its layout: walls, terminal cells and the reward for entering each cell;
+    start at the centre; moves, extra actions and noise as :func:`gridworld` describes."""
+    n_cells = size * size
+    rows, cols = np.divmod(np.arange(n_cells), size)
+    # destination of each of the four moves from each cell
+    r2 = np.clip(rows[:, None] + _MOVES[None, :, 0], 0, size - 1)
+    c2 = np.clip(cols[:, None] + _MOVES[None, :, 1], 0, size - 1)
+    dest = r2 * size + c2
+    dest = np.where(is_wall[dest], np.arange(n_cells)[:, None], dest)  # [S, 4]
+    # probabilities over the four moves (and staying, for that design) for each action
+    if extra_actions == "stay":
+        dest = np.concatenate([dest, np.arange(n_cells)[:, None]], axis=1)  # [S, 5]
+    move_p = np.zeros((n_actions, dest.shape[1]))
+    move_p[:, :4] = noise / 4
+    effect = np.arange(n_actions) % 4 if extra_actions == "repeat" else np.minimum(np.arange(n_actions), 4)
+    if extra_actions == "random":
+        move_p[4:, :4] = 0.25
+        move_p[np.arange(4), effect[:4]] += 1 - noise
+    else:
+        move_p[np.arange(n_actions), effect] += 1 - noise
+    k_count = dest.shape[1]
+    succ = np.broadcast_to(dest[:, None, :], (n_cells, n_actions, k_count)).copy()
+    prob = np.broadcast_to(move_p[None], (n_cells, n_actions, k_count)).copy()
+    start = np.zeros(n_cells)
+    start[(size // 2) * size + size // 2] = 1.0
+    return {"succ": succ, "prob": prob, "reward": value[succ], "terminal": is_wall | is_terminal,
+            "start": start, "absorb": np.float64(absorb)}
+
+
+#: Czarnecki et al.'s appendix, "distribution over MDPs": the kinds a cell can be turned into, in the order
+#: they are tried, with this generator's default probabilities (see :func:`paper_gridworld` for which of
+#: these the paper's text gives)
+PAPER_TERMINALS = (10.0, 5.0, -5.0, -10.0)
+PAPER_WALL_PROB = 0.1
+PAPER_TERMINAL_PROB = 0.005
+PAPER_PENALTY_PROB = 0.1
+PAPER_NOISE = 0.1
+
+
+def paper_gridworld(
+    n: int = 1,
+    *,
+    size: int = 20,
+    n_actions: int = 4,
+    wall_prob: float = PAPER_WALL_PROB,
+    terminal_prob: float = PAPER_TERMINAL_PROB,
+    penalty_prob: float = PAPER_PENALTY_PROB,
+    noise: float = PAPER_NOISE,
+    absorb: float = 0.01,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    extra_actions: str = "repeat",
+) -> TabularMDP:
+    """Czarnecki et al.'s grid worlds with the placement of their appendix.
+
+    Cells are visited one by one from the upper-left corner, row by row; each
+    is tried in turn for a wall (probability ``wall_prob``), a terminal cell
+    worth +10, +5, -5 and -10 on entry (``terminal_prob`` each) and a
+    non-terminal cell costing -1 (``penalty_prob``), and the first kind drawn
+    is kept, so a cell is changed at most once and the counts vary from grid
+    to grid. The start cell (the centre) is never changed. Dynamics as in
+    :func:`gridworld`: with probability ``1 - noise`` (eta) the intended move,
+    with ``noise / 4`` each of the four moves; moves into walls or off the
+    grid stay in place; absorption ``absorb`` per step.
+
+    The paper's text gives the procedure, absorption 0.01 and the start in
+    the centre; the probabilities and eta are this generator's choices
+    (results/REPLICATION.md says how they move the results). A grid may have
+    no positive terminal at all: then the best policy avoids the -1 cells
+    until the episode is absorbed.
+    """
+    n = _check_n(n)
+    size = check_int("size", size, 3)
+    n_actions = check_int("n_actions", n_actions, 4)
+    if extra_actions not in EXTRA_ACTIONS:
+        raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
+    wall_prob = check_float("wall_prob", wall_prob, "0 <= wall_prob <= 0.5", 0.0, 0.5)
+    terminal_prob = check_float("terminal_prob", terminal_prob, "0 <= terminal_prob <= 0.25", 0.0, 0.25)
+    penalty_prob = check_float("penalty_prob", penalty_prob, "0 <= penalty_prob <= 1", 0.0, 1.0)
+    noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
+    absorb = _check_absorb(absorb)
+    seed = _check_seed(seed)
+    dtype = _check_dtype(dtype)
+    if absorb == 0:
+        raise MDPError("absorb: 0.0 lets a grid without terminal cells run for ever; allowed: 0 < absorb < 1 "
+                       "(the paper: 0.01)")
+    n_cells = size * size
+    centre = (size // 2) * size + size // 2
+    kinds = [wall_prob] + [terminal_prob] * len(PAPER_TERMINALS) + [penalty_prob]
+    mdps = []
+    for i in range(n):
+        rng = _rng(seed, i)
+        draws = rng.random((n_cells, len(kinds)))  # one draw per cell and kind, tried in order
+        hit = draws < np.array(kinds)
+        hit[centre] = False
+        kind = np.where(hit.any(1), hit.argmax(1), -1)  # the first kind drawn, -1 for none
+        is_wall = kind == 0
+        is_terminal = (kind >= 1) & (kind <= len(PAPER_TERMINALS))
+        value = np.zeros(n_cells)
+        value[is_terminal] = np.array(PAPER_TERMINALS)[kind[is_terminal] - 1]
+        value[kind == len(kinds) - 1] = -1.0
+        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions))
+    info = {"generator": "paper_gridworld", "size": size, "n_actions": n_actions, "extra_actions": extra_actions,
+            "wall_prob": wall_prob, "terminal_values": list(PAPER_TERMINALS), "terminal_prob": terminal_prob,
+            "penalty_prob": penalty_prob, "noise": noise, "absorb": absorb, "seed": seed}
     return _stack(mdps, dtype, info)
 
 
