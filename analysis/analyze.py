@@ -268,6 +268,8 @@ def _aggregates(report: Report, results: Results, runs: pd.DataFrame, opt: Optio
     if normalised:
         sec.add("Scores are normalised per run between the random policy (0; the uniform policy in the tabular "
                 "tier) and the teacher (1). The optimality gap is the mean shortfall below the teacher's score.")
+    sec.add("The median is the median over tasks of each task's mean over its runs (Agarwal et al. 2021, as "
+            "rliable computes it): with one task it equals the mean. The IQM and the optimality gap pool the runs.")
     display = pd.DataFrame({"arm": results.arms})
     for name in names:
         sub = agg[agg["statistic"] == name].set_index("arm")
@@ -278,9 +280,9 @@ def _aggregates(report: Report, results: Results, runs: pd.DataFrame, opt: Optio
                    f"(left out above {stats.JACKKNIFE_UNITS} units)"))
     reference = None
     if normalised and runs["optimal_norm"].notna().any():
-        opt_scores = runs["optimal_norm"].to_numpy(dtype=float)
-        opt_scores = opt_scores[np.isfinite(opt_scores)]
-        reference = {name: float(stats.AGGREGATES[name](opt_scores)) for name in ("mean", "median", "iqm")}
+        finite = runs[np.isfinite(runs["optimal_norm"].to_numpy(dtype=float))]
+        reference = {name: stats.estimate(finite["optimal_norm"], finite["task"].astype(str), stats.AGGREGATES[name])
+                     for name in ("mean", "median", "iqm")}
         sec.add(f"The optimal policy scores {number(reference['mean'])} on this scale (mean over runs; the "
                 "dashed line in the figure): a teacher that is not optimal leaves room above 1.")
     refs = _references(results)
@@ -525,7 +527,7 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
             if reach is not None:
                 r = reach[(reach["arm"] == arm) & ((reach["task"] == task) if task is not None else True)]
                 steps = r["steps_to_threshold"].fillna(np.inf).to_numpy(dtype=float)
-                med = stats.interval(steps, r["task"].astype(str), stats.median, reps=opt.reps, level=opt.level,
+                med = stats.interval(steps, r["task"].astype(str), stats.run_median, reps=opt.reps, level=opt.level,
                                      seed=opt.seed, name=f"reach|{tag}", clusters=r["instance"])
                 row.update(reached=float(np.isfinite(steps).mean()) if len(steps) else np.nan,
                            steps_median=med.estimate, steps_lo=med.lo, steps_hi=med.hi)
@@ -539,7 +541,7 @@ def _curves(report: Report, results: Results, opt: Options, tables: Path, figure
     caption = f"Area under the {opt.metric} curve (its average over training)"
     if reach is not None:
         display[f"fraction of runs reaching {opt.threshold:g}"] = data["reached"]
-        display[f"median steps to {opt.threshold:g} x teacher"] = [
+        display[f"median steps over runs to {opt.threshold:g} x teacher"] = [
             with_interval(*r) for r in data[["steps_median", "steps_lo", "steps_hi"]].to_numpy()]
         caption += (f"; steps until the normalised return first reaches {opt.threshold:g} of the teacher's "
                     "(∞: more than half the runs never do)")

@@ -643,6 +643,43 @@ def phase_portrait(
     return save(fig, path)
 
 
+def policy_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: Path, *, title: str | None = None,
+                  loss_label: str = "expected loss") -> list[Path]:
+    """Czarnecki et al. (2019) Fig. 2's curves: per recipe (one column each), the probabilities of R in s0 and
+    in sR over steps (top) and the loss (bottom). ``curves`` maps a recipe to arrays ``step``, ``pi_R_s0``,
+    ``pi_R_sR`` and ``loss`` of one length."""
+    who = "policy_curves"
+    if not curves:
+        raise ValueError(f"{who}: no curves to plot")
+    need = ("step", "pi_R_s0", "pi_R_sR", "loss")
+    for name, c in curves.items():
+        missing = [k for k in need if k not in c]
+        if missing or len({len(c[k]) for k in need if k in c}) != 1:
+            raise ValueError(f"{who}: {name!r} needs arrays {', '.join(need)} of one length; missing {missing}")
+    palette = sns.color_palette("colorblind")
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, len(curves), figsize=(3.6 * len(curves) + 0.4, 4.6), squeeze=False,
+                                 sharex="col", layout="constrained")
+        for col, (name, c) in enumerate(curves.items()):
+            top, bottom = axes[0][col], axes[1][col]
+            top.plot(c["step"], c["pi_R_s0"], color=palette[0], lw=1.4, label="pi(R | s0)")
+            top.plot(c["step"], c["pi_R_sR"], color=palette[1], lw=1.4, label="pi(R | sR)")
+            top.set_ylim(-0.02, 1.02)
+            top.set_title(name)
+            bottom.plot(c["step"], c["loss"], color=palette[2], lw=1.4)
+            bottom.set_xlabel("step")
+            for ax in (top, bottom):
+                ax.grid(True, alpha=0.3, lw=0.5)
+            if col == 0:
+                top.set_ylabel("probability")
+                bottom.set_ylabel(loss_label)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+        if title:
+            fig.suptitle(title)
+    return save(fig, path)
+
+
 def training_curve(frame: pd.DataFrame, path: Path, *, title: str, window: int = 100) -> list[Path]:
     """A teacher's learning curve: every training episode's unclipped score (faint) and its running mean
     over ``window`` episodes, against agent steps. ``frame``: columns step, score."""

@@ -31,9 +31,31 @@ def mean(x: np.ndarray) -> np.ndarray:
     return np.mean(x, axis=-1)
 
 
-def median(x: np.ndarray) -> np.ndarray:
-    """Median over runs (robust to a few runs far off the rest)."""
+def run_median(x: np.ndarray) -> np.ndarray:
+    """The median over runs, pooled across tasks (robust to a few runs far off the rest): for quantities such as
+    steps to a threshold, where "never reached" is infinite and a mean is not defined."""
     return np.median(x, axis=-1)
+
+
+@dataclass(frozen=True)
+class PerTask:
+    """A statistic over tasks of each task's mean score, as rliable (Agarwal et al. 2021) defines its median:
+    the runs' grouping into tasks is needed, so the statistic is bound to it (:meth:`on`) before use."""
+
+    reduce: Callable[[np.ndarray], np.ndarray]  # over the tasks' means (last axis)
+
+    def on(self, task: np.ndarray) -> Statistic:
+        """The statistic for runs whose task index is ``task`` (sorted, as :class:`Strata` holds runs)."""
+        starts = np.flatnonzero(np.r_[True, task[1:] != task[:-1]]) if len(task) else np.zeros(0, dtype=int)
+        counts = np.diff(np.r_[starts, len(task)])
+
+        def statistic(x: np.ndarray) -> np.ndarray:
+            return self.reduce(np.add.reduceat(x, starts, axis=-1) / counts)
+        return statistic
+
+
+#: the median over tasks of each task's mean over its runs (rliable's); with one task it is the mean
+median = PerTask(lambda means: np.median(means, axis=-1))
 
 
 def iqm(x: np.ndarray) -> np.ndarray:
@@ -46,7 +68,8 @@ def optimality_gap(x: np.ndarray, target: float = 1.0) -> np.ndarray:
     return np.mean(np.maximum(target - x, 0.0), axis=-1)
 
 
-AGGREGATES: dict[str, Statistic] = {"mean": mean, "median": median, "iqm": iqm, "optimality_gap": optimality_gap}
+AGGREGATES: dict[str, Statistic | PerTask] = {"mean": mean, "median": median, "iqm": iqm,
+                                              "optimality_gap": optimality_gap}
 
 
 def stream(seed: int, *names: str) -> np.random.Generator:
@@ -214,25 +237,57 @@ class Interval:
     hi: float
 
 
-def _bounds(data: Strata, statistic: Statistic, reps: int, level: float, rng: np.random.Generator,
+def _task_index(data: Strata) -> np.ndarray:
+    """Each run's stratum (task) as an index, in the order :class:`Strata` holds the runs."""
+    return np.repeat(np.arange(len(data.names)), np.diff(data.offsets))
+
+
+def _leave_one_out(data: Strata, statistic: PerTask) -> np.ndarray:
+    """A per-task statistic with each unit (cluster, or run) left out in turn, regrouping what is left."""
+    task = _task_index(data)
+    if data.clustered:
+        assert data.clusters is not None
+        keeps = [data.clusters != c for c in range(len(data.cluster_start))]
+    else:
+        keeps = [np.arange(data.n) != i for i in range(data.n)]
+    return np.array([statistic.on(task[k])(data.values[k]) for k in keeps])
+
+
+def estimate(values: Sequence[float], strata: Sequence[object] | None = None,
+             statistic: Statistic | PerTask = mean) -> float:
+    """The statistic's point estimate over runs grouped by ``strata`` (the tasks), without an interval."""
+    data = Strata.of(values, strata)
+    if data.n == 0:
+        return float("nan")
+    bound = statistic.on(_task_index(data)) if isinstance(statistic, PerTask) else statistic
+    return float(bound(data.values))
+
+
+def _bounds(data: Strata, statistic: Statistic | PerTask, reps: int, level: float, rng: np.random.Generator,
             bca: bool = True) -> tuple[float, float, float, float, float]:
     """Estimate, percentile interval and (with ``bca``) BCa interval; no interval from fewer than two runs."""
     if data.n == 0:
         return (np.nan,) * 5
-    est = float(statistic(data.values))
+    bound = statistic.on(_task_index(data)) if isinstance(statistic, PerTask) else statistic
+    est = float(bound(data.values))
     if data.n < 2:
         return est, np.nan, np.nan, np.nan, np.nan
-    boot = bootstrap_distribution(data, statistic, reps, rng)
+    boot = bootstrap_distribution(data, bound, reps, rng)  # a resample keeps each stratum's run count
     lo, hi = percentile_interval(boot, level)
     blo = bhi = np.nan
-    if bca and data.clustered and len(data.cluster_start) <= JACKKNIFE_UNITS:
-        blo, bhi = bca_interval(boot, est, cluster_jackknife(data, statistic), level)
-    elif bca and not data.clustered and data.n <= JACKKNIFE_UNITS:
-        blo, bhi = bca_interval(boot, est, jackknife(data.values, statistic), level)
+    units = len(data.cluster_start) if data.clustered and data.cluster_start is not None else data.n
+    if bca and units <= JACKKNIFE_UNITS:
+        if isinstance(statistic, PerTask):
+            jack = _leave_one_out(data, statistic)
+        elif data.clustered:
+            jack = cluster_jackknife(data, statistic)
+        else:
+            jack = jackknife(data.values, statistic)
+        blo, bhi = bca_interval(boot, est, jack, level)
     return est, lo, hi, blo, bhi
 
 
-def interval(values: Sequence[float], strata: Sequence[object] | None = None, statistic: Statistic = mean, *,
+def interval(values: Sequence[float], strata: Sequence[object] | None = None, statistic: Statistic | PerTask = mean, *,
              reps: int = 2000, level: float = 0.95, method: str = "percentile", seed: int = 0,
              name: str = "", clusters: Sequence[object] | None = None) -> Interval:
     """Point estimate and stratified (two-level, with ``clusters``) bootstrap interval of ``statistic``,

@@ -67,8 +67,9 @@ def test_claims_figures_draws_the_fig2_toy_phase_portrait(tmp_path):
     result = runner.invoke(app, ["claims", "--quick", "--only", "theorem2_symmetric", "--figures", str(figures)],
                            env={"COLUMNS": "400"})
     assert result.exit_code in (0, 1), result.output
-    assert f"wrote {figures / 'fig2_toy.png'}, {figures / 'fig2_toy.pdf'}" in result.stdout
-    assert (figures / "fig2_toy.png").stat().st_size > 2000 and (figures / "fig2_toy.pdf").is_file()
+    for name in ("fig2_paper_toy", "fig2_paper_toy_curves", "fig2_cross_entropy_toy", "fig2_cross_entropy_toy_curves"):
+        assert f"{figures / name}.png" in result.stdout
+        assert (figures / f"{name}.png").stat().st_size > 2000 and (figures / f"{name}.pdf").is_file()
 
 
 def test_demo_runs_the_demo_study_and_ends_with_its_report(tmp_path):

@@ -46,11 +46,25 @@ def _t_power(n: float, d: float, alpha: float) -> float:
 # ---- aggregate statistics ----------------------------------------------------------------------------
 
 
-def test_mean_and_median_reduce_the_last_axis():
+def test_mean_and_run_median_reduce_the_last_axis():
     x = np.array([[3.0, 1.0, 2.0, 10.0], [0.0, -1.0, 4.0, 5.0]])
     np.testing.assert_allclose(stats.mean(x), [4.0, 2.0])
-    np.testing.assert_allclose(stats.median(x), [2.5, 2.0])
-    assert stats.median(np.array([5.0, 1.0, 3.0])) == 3.0
+    np.testing.assert_allclose(stats.run_median(x), [2.5, 2.0])
+    assert stats.run_median(np.array([5.0, 1.0, 3.0])) == 3.0
+
+
+def test_median_is_the_median_over_tasks_of_each_tasks_mean():
+    """rliable's definition, by hand: task means 2, 15 and 6 give 6; the runs pooled would give 5."""
+    values = [1.0, 2.0, 3.0, 10.0, 20.0, 5.0, 5.0, 5.0, 9.0]
+    tasks = ["a"] * 3 + ["b"] * 2 + ["c"] * 4
+    assert stats.estimate(values, tasks, stats.median) == 6.0
+    assert stats.estimate(values, tasks, stats.run_median) == 5.0
+    # with one task it is the mean; the interval resamples within tasks and keeps their grouping
+    assert stats.estimate([1.0, 2.0, 9.0], None, stats.median) == pytest.approx(4.0)
+    iv = stats.interval(values, tasks, stats.median, reps=400, seed=0)
+    assert iv.estimate == 6.0 and 2.0 <= iv.lo <= iv.estimate <= iv.hi <= 15.0
+    bca = stats.interval(values, tasks, stats.median, reps=400, seed=0, method="bca")
+    assert bca.lo <= bca.hi
 
 
 def test_iqm_by_hand_and_against_scipy():
@@ -170,7 +184,7 @@ def test_scipy_comparison_tells_bca_from_percentile():
 def test_bca_with_ties_matches_scipy_and_covers_the_estimate():
     # Integer-valued scores: the bootstrap median equals the sample median in ~60% of resamples.
     x = np.array([4.0, 0, 1, 1, 1, 4, 5, 3, 0, 0, 1, 2, 3, 2, 1])
-    iv = stats.interval(x, None, stats.median, reps=B, method="bca", seed=1)
+    iv = stats.interval(x, None, stats.run_median, reps=B, method="bca", seed=1)
     ref = sps.bootstrap((x,), np.median, n_resamples=B, method="BCa", rng=np.random.default_rng(2))
     assert iv.lo <= iv.estimate <= iv.hi  # currently (0.0, 0.0) around an estimate of 1.0
     assert (iv.lo, iv.hi) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), abs=0.5)
@@ -186,7 +200,7 @@ def test_interval_rejects_unknown_method_and_empty_input():
         assert iv.estimate == 2.5 and np.isnan([iv.lo, iv.hi]).all()
 
 
-@pytest.mark.parametrize("statistic", [stats.mean, stats.median, stats.iqm, stats.optimality_gap])
+@pytest.mark.parametrize("statistic", [stats.mean, stats.run_median, stats.iqm, stats.optimality_gap])
 def test_jackknife_equals_leave_one_out_loop(statistic, monkeypatch: pytest.MonkeyPatch):
     x = np.random.default_rng(3).normal(0.8, 0.3, 13)
     brute = np.array([statistic(np.delete(x, i)) for i in range(len(x))])
@@ -293,11 +307,14 @@ def test_aggregates_frame_estimates_and_intervals():
     table = stats.aggregates(runs, "score", ["A", "B", "C"], reps=400, seed=3)
     assert list(table.columns) == ["arm", "statistic", "estimate", "lo", "hi", "bca_lo", "bca_hi", "runs", "tasks"]
     assert len(table) == 3 * len(stats.AGGREGATES)
-    references = {"mean": np.mean, "median": np.median, "iqm": _scipy_iqm,
+    references = {"mean": np.mean, "iqm": _scipy_iqm,
                   "optimality_gap": lambda v: np.mean(np.clip(1.0 - v, 0.0, None))}
     for row in table.itertuples():
-        v = runs.loc[runs["arm"] == row.arm, "score"].dropna().to_numpy()
-        assert row.estimate == pytest.approx(references[row.statistic](v))
+        arm = runs[(runs["arm"] == row.arm) & runs["score"].notna()]
+        v = arm["score"].to_numpy()
+        want = (np.median(arm.groupby("task")["score"].mean()) if row.statistic == "median"
+                else references[row.statistic](v))
+        assert row.estimate == pytest.approx(want)
         assert row.lo <= row.estimate <= row.hi
         assert row.bca_lo <= row.bca_hi
         assert row.runs == len(v) and row.tasks == 3
@@ -796,7 +813,7 @@ def test_cluster_jackknife_leaves_out_one_cluster_at_a_time():
     rng = np.random.default_rng(3)
     values, clusters = rng.normal(size=12), np.repeat([7, 3, 9, 1], 3)
     data = stats.Strata.of(values, None, clusters=clusters)
-    got = stats.cluster_jackknife(data, stats.median)
+    got = stats.cluster_jackknife(data, stats.run_median)
     want = sorted(np.median(values[clusters != c]) for c in np.unique(clusters))
     np.testing.assert_allclose(sorted(got), want)
 

@@ -16,8 +16,10 @@ def claims_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller version (seconds instead of minutes).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the verdicts and evidence here.")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this claim (repeatable).")] = None,
-    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toys' phase portraits into this "
-                                                     "folder (fig2_toy and fig2_paper_toy, .png and .pdf).")] = None,
+    figures: Annotated[Path | None, typer.Option(help="Also draw the Fig. 2 toys' phase portraits and curves "
+                                                     "over steps into this folder (fig2_paper_toy, "
+                                                     "fig2_cross_entropy_toy, each with _curves; .png and .pdf)."
+                                                     )] = None,
 ) -> None:
     """Check the papers' convergence claims on toy MDPs; exit 1 if a claim does not hold or holds only in
     part (a claim the run could not evaluate, as --quick without Fig. 4's largest action counts, does not
@@ -52,9 +54,8 @@ def claims_cmd(
         out.print(f"wrote {json_path}")
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
-        with err.status("drawing the Fig. 2 toys' phase portraits"):
-            written = draw_toy_portrait(figures / "fig2_toy", quick=quick)
-            written += draw_paper_toy_portrait(figures / "fig2_paper_toy", quick=quick)
+        with err.status("drawing the Fig. 2 toys' phase portraits and curves"):
+            written = draw_toy_figures(figures, quick=quick)
         out.print(f"wrote {', '.join(str(p) for p in written)}")
     failed = [f"{r.key} ({r.verdict})" for r in results if r.failed]
     skipped = [r.key for r in results if r.verdict == "not evaluated"]
@@ -66,23 +67,25 @@ def claims_cmd(
     out.print(f"all {len(results) - len(skipped)} claims evaluated hold")
 
 
-def draw_toy_portrait(path: Path, quick: bool = False) -> list[Path]:
-    """Fig. 2 style: the update fields of on-policy distill + R and N-distill + R with their exact-update
-    paths from (0, 0) (PATH.png and .pdf). The numbers come from ``study``, the drawing from ``analysis``,
-    and only the command line knows both."""
-    from analysis.plots import phase_portrait
-    from study.tabular.claims import toy_portrait_data
+def draw_toy_figures(folder: Path, quick: bool = False) -> list[Path]:
+    """Fig. 2 as the paper draws it, for the paper's toy and the cross-entropy toy: the flow of both recipes
+    on the policy (pi(R|s0), pi(R|sR)) with their paths from the figure's start (NAME.png and .pdf), and
+    pi(R|s0), pi(R|sR) and the expected loss over steps (NAME_curves). The numbers come from ``study``, the
+    drawing from ``analysis``, and only the command line knows both."""
+    import numpy as np
 
-    fields, paths = toy_portrait_data(quick=quick)
-    return phase_portrait(fields, path, trajectories=paths, title="Fig. 2 toy: exact updates from (0, 0)")
-
-
-def draw_paper_toy_portrait(path: Path, quick: bool = False) -> list[Path]:
-    """The paper's toy as described (``study.tabular.paper_toy``), under its default choice of the open
-    details: the update fields of on-policy distill and N-distill with their exact-update paths from (0, 0)."""
-    from analysis.plots import phase_portrait
+    from analysis.plots import phase_portrait, policy_curves
     from study.tabular import paper_toy
 
-    fields, paths = paper_toy.portrait_data(iterations=5000 if quick else 20000, n=11 if quick else 21)
-    return phase_portrait(fields, path, trajectories=paths,
-                          title=f"Fig. 2, the paper's toy ({paper_toy.DEFAULT.label()}): exact updates from (0, 0)")
+    lr, steps = 0.1, 6000 if quick else 20000
+    written: list[Path] = []
+    for name, choice in (("fig2_paper_toy", paper_toy.PAPER), ("fig2_cross_entropy_toy", paper_toy.CROSS_ENTROPY)):
+        fields = {recipe: paper_toy.policy_field(recipe, choice, n=11 if quick else 21)
+                  for recipe in paper_toy.RECIPES}
+        lines = {recipe: paper_toy.curves(recipe, choice, lr, steps, every=10) for recipe in paper_toy.RECIPES}
+        paths = {recipe: np.stack([c["pi_R_s0"], c["pi_R_sR"]], -1) for recipe, c in lines.items()}
+        label = f"{choice.label()}; lr {lr:g}, from pi(R|s0) = 0.12, pi(R|sR) = 0.10"
+        written += phase_portrait(fields, folder / name, trajectories=paths, xlabel="pi(R | s0)",
+                                  ylabel="pi(R | sR)", title=label)
+        written += policy_curves(lines, folder / f"{name}_curves", title=label)
+    return written

@@ -1,15 +1,29 @@
-"""Czarnecki et al.'s Fig. 2 toy as the paper describes it, next to ours (``two_step_toy``).
+"""Czarnecki et al.'s Fig. 2 toy as the paper draws it, and the cross-entropy toy beside it.
 
-s0 -L-> sL, s0 -R-> sR, and each of sL, sR ends the episode after one more action. The student is two
-sigmoids: ``pi(R|s0) = sigmoid(theta_0)`` and ``pi(R|sL) = pi(R|sR) = sigmoid(theta_1)``, one parameter
-shared by the two second states. The teacher prefers R in sR, where the per-state loss is
-``l(theta|sR) = -4 pi_theta(R|sR)``. Plain on-policy distillation (r_hat = 0) follows the per-state losses
-weighted by how often the student visits each state, without credit for moving those visits; N-distillation
-(r_hat_t = -l(s_{t+1})) is the gradient of the expected sum of losses (Theorem 2).
+s0 -L-> sL, s0 -R-> sR, and each of sL, sR ends the episode after one more action with the environment's
+reward: from sL, L pays -1 and R -2; from sR, L pays 0 and R -3. The student is two sigmoids:
+``p = pi(R|s0) = sigmoid(theta_0)`` and ``q = pi(R|sL) = pi(R|sR) = sigmoid(theta_1)``, one parameter shared
+by the two second states. The paper's teacher acts only in sR, through ``l(theta|sR) = -4 q``, with no loss
+at s0 or sL, and its figure is titled "On-policy distill + R" and "N-distill + R": the environment's rewards
+enter the REINFORCE term of both recipes. Its curves start at ``p = 0.12``, ``q = 0.10``.
 
-The description leaves open the loss in sL and s0 and the step size; :data:`CHOICES` spans them, so that a
-verdict can say whether it hinges on them. The expected updates of this two-step toy are written out
-exactly (no sampling), so every number here is deterministic.
+The expected updates are written out (no sampling), so every number here is deterministic. Parameters move
+by ``theta <- theta - lr u(theta)``, with
+
+    on-policy distill + R:  u = visits-weighted grad l  -  grad J
+    N-distill + R:          u = grad (E[sum_t l(s_t)] - J)
+
+where ``J = (1 - p)(-1 - q) + p(-3 q)`` is the expected return. On the paper's toy this gives
+
+    on-policy distill + R:  u_0 = -p(1-p)(1 - 2q),   u_1 = q(1-q)(1 - 2p)
+    N-distill + R:          u_0 = -p(1-p)(1 + 2q),   u_1 = q(1-q)(1 - 2p)
+
+so on-policy distill's flow conserves ``cosh theta_0 + cosh theta_1`` (:func:`conserved`): every orbit around
+the fixed point (0, 0) is closed, a centre, and SGD's finite steps only widen it. N-distill + R descends
+``(1 - p)(1 + q) - p q`` and its policy settles on (R, R) while its parameters grow without bound.
+
+:data:`CROSS_ENTROPY` is the second toy: cross-entropy to a teacher in every state (uniform in s0,
+``pi_T(L|sL) = pi_T(R|sR) = sigmoid(3)``), where on-policy distill + R spirals into a stable focus.
 """
 
 from __future__ import annotations
@@ -19,105 +33,172 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
-F64 = torch.float64
-RECIPES = ("on_policy_distill", "n_distill")
-SR_WEIGHT = 4.0  # l(theta|sR) = -4 pi(R|sR), as described
+RECIPES = ("on_policy_distill_r", "n_distill_r")
+#: the environment's rewards, [second state (sL, sR)][action (L, R)]
+REWARDS = ((-1.0, -2.0), (0.0, -3.0))
+#: the paper's curves start here: (pi(R|s0), pi(R|sR))
+START_POLICY = (0.12, 0.10)
+SR_WEIGHT = 4.0  # l(theta|sR) = -4 pi(R|sR)
+LOSS_KINDS = ("none", "linear", "cross_entropy")
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The details the description leaves open. ``sl``: the loss in sL, where the teacher prefers L:
-    ``"linear"`` (``-sl_weight pi(L|sL)``, the form of the sR loss) or ``"cross_entropy"`` (to a teacher with
-    ``pi_T(L|sL) = sl_teacher``); ``s0``: no loss at s0 (``"none"``: an indifferent teacher gives no signal)
-    or the cross-entropy to a uniform teacher; ``lr``: the step size."""
+    """A toy of this family: the loss in each state and whether the environment's rewards enter (``env_reward``,
+    the figure's "+ R"). ``s0`` is ``"none"`` or the cross-entropy to a uniform teacher; ``sl`` and ``sr`` are
+    ``"none"``, ``"linear"`` (``-sl_weight pi(L|sL)``, ``-sr_weight pi(R|sR)``) or ``"cross_entropy"`` to a
+    teacher with ``pi_T(L|sL) = sl_teacher``, ``pi_T(R|sR) = sr_teacher``."""
 
-    sl: str = "linear"
-    sl_weight: float = 1.0
-    sl_teacher: float = 0.9
     s0: str = "none"
-    lr: float = 0.1
+    sl: str = "none"
+    sr: str = "linear"
+    sl_weight: float = 1.0
+    sr_weight: float = SR_WEIGHT
+    sl_teacher: float = 0.9
+    sr_teacher: float = 0.9
+    env_reward: bool = True
 
     def __post_init__(self) -> None:
-        if self.sl not in ("linear", "cross_entropy") or self.s0 not in ("none", "cross_entropy"):
-            raise ValueError(f"choice: sl {self.sl!r}, s0 {self.s0!r}; allowed: sl linear or cross_entropy, "
-                             "s0 none or cross_entropy")
-        if not (0.0 < self.sl_teacher < 1.0 and self.lr > 0.0):
-            raise ValueError(f"choice: sl_teacher {self.sl_teacher} and lr {self.lr}; allowed: "
-                             "0 < sl_teacher < 1, lr > 0")
+        if self.s0 not in ("none", "cross_entropy") or self.sl not in LOSS_KINDS or self.sr not in LOSS_KINDS:
+            raise ValueError(f"choice: s0 {self.s0!r}, sl {self.sl!r}, sr {self.sr!r}; allowed: s0 none or "
+                             f"cross_entropy, sl and sr one of {', '.join(LOSS_KINDS)}")
+        if not (0.0 < self.sl_teacher < 1.0 and 0.0 < self.sr_teacher < 1.0):
+            raise ValueError(f"choice: sl_teacher {self.sl_teacher}, sr_teacher {self.sr_teacher}; allowed: "
+                             "strictly between 0 and 1")
 
     def label(self) -> str:
         """A short name for tables."""
-        sl = f"sL -{self.sl_weight:g} pi(L)" if self.sl == "linear" else f"sL CE(pi_T(L)={self.sl_teacher:g})"
-        s0 = "s0 none" if self.s0 == "none" else "s0 CE(uniform)"
-        return f"{sl}, {s0}, lr {self.lr:g}"
+        def one(state: str, kind: str, weight: float, teacher: float, action: str) -> str:
+            if kind == "none":
+                return f"{state} none"
+            if kind == "linear":
+                return f"{state} -{weight:g} pi({action})"
+            return f"{state} CE(pi_T({action})={teacher:.3g})"
+        parts = ["s0 none" if self.s0 == "none" else "s0 CE(uniform)",
+                 one("sL", self.sl, self.sl_weight, self.sl_teacher, "L"),
+                 one("sR", self.sr, self.sr_weight, self.sr_teacher, "R")]
+        return ", ".join(parts) + (", + R" if self.env_reward else ", no R")
 
 
-DEFAULT = Choice()
-CHOICES = tuple(Choice(sl=sl, sl_weight=w, s0=s0, lr=lr) for (sl, w), s0, lr in itertools.product(
-    (("linear", 1.0), ("linear", 2.0), ("cross_entropy", 1.0)), ("none", "cross_entropy"), (0.1, 1.0)))
+PAPER = Choice()
+_SIGMOID_3 = 1.0 / (1.0 + math.exp(-3.0))
+CROSS_ENTROPY = Choice(s0="cross_entropy", sl="cross_entropy", sr="cross_entropy", sl_teacher=_SIGMOID_3,
+                       sr_teacher=_SIGMOID_3)
+#: the cross-entropy toy's teacher as logits [state (s0, sL, sR, end)][action (L, R)], for the exact engine
+CROSS_ENTROPY_LOGITS = [[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
 
 
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def _losses(theta: tuple[float, float], choice: Choice) -> tuple[float, float, float, float]:
-    """``pi(R|s0)`` and the per-state losses at s0, sL and sR."""
+def _state_loss(kind: str, weight: float, teacher: float, prob: float) -> tuple[float, float]:
+    """A second state's loss and its derivative in the shared logit, where ``prob`` is the probability of the
+    action the teacher prefers (``q`` in sR, ``1 - q`` in sL) and ``teacher`` pi_T of that action."""
+    if kind == "none":
+        return 0.0, 0.0
+    slope = prob * (1 - prob)  # |d prob / d theta_1|
+    if kind == "linear":
+        return -weight * prob, -weight * slope
+    # H(pi_T, pi_theta) = -(t log prob + (1 - t) log(1 - prob)); d/d logit of the preferred action: prob - t
+    return -(teacher * math.log(prob) + (1 - teacher) * math.log(1 - prob)), prob - teacher
+
+
+def _parts(theta: tuple[float, float], choice: Choice) -> dict[str, float]:
+    """The policy, each state's loss and the derivatives the updates are made of."""
     p, q = _sigmoid(theta[0]), _sigmoid(theta[1])
-    l_r = -SR_WEIGHT * q
-    if choice.sl == "linear":
-        l_l = -choice.sl_weight * (1 - q)
+    l_r, d_r = _state_loss(choice.sr, choice.sr_weight, choice.sr_teacher, q)
+    l_l, d_l = _state_loss(choice.sl, choice.sl_weight, choice.sl_teacher, 1 - q)
+    d_l = -d_l  # sL's preferred action is L, whose logit is -theta_1
+    if choice.s0 == "none":
+        l_0, d_0 = 0.0, 0.0
     else:
-        t = choice.sl_teacher
-        l_l = -(t * math.log(1 - q) + (1 - t) * math.log(q))
-    l_0 = 0.0 if choice.s0 == "none" else -0.5 * (math.log(1 - p) + math.log(p))
-    return p, l_0, l_l, l_r
+        l_0, d_0 = -0.5 * (math.log(p) + math.log(1 - p)), p - 0.5
+    (r_ll, r_lr), (r_rl, r_rr) = REWARDS
+    v_l, v_r = (1 - q) * r_ll + q * r_lr, (1 - q) * r_rl + q * r_rr
+    return {"p": p, "q": q, "l_0": l_0, "l_l": l_l, "l_r": l_r, "d_0": d_0, "d_l": d_l, "d_r": d_r,
+            "J": (1 - p) * v_l + p * v_r, "dJ_0": p * (1 - p) * (v_r - v_l),
+            "dJ_1": q * (1 - q) * ((1 - p) * (r_lr - r_ll) + p * (r_rr - r_rl))}
 
 
-def update(recipe: str, theta: tuple[float, float], choice: Choice = DEFAULT) -> tuple[float, float]:
-    """The expected update ``u(theta)`` (parameters move by ``-lr u``), written out. With visits
-    ``1 - p`` to sL and ``p`` to sR: ``u_1 = (1 - p) dl_L/dtheta_1 + p dl_R/dtheta_1`` for both recipes;
-    ``u_0 = dl_0/dtheta_0`` for on-policy distill, which holds the visits fixed, plus
-    ``p (1 - p) (l_R - l_L)`` for N-distill, whose reward credits the move between sL and sR."""
+def update(recipe: str, theta: tuple[float, float], choice: Choice = PAPER) -> tuple[float, float]:
+    """The expected update ``u(theta)`` (parameters move by ``-lr u``). Both recipes weight each state's loss
+    gradient by the student's visits (``1 - p`` to sL, ``p`` to sR) and, with ``env_reward``, subtract the
+    return's gradient (REINFORCE); N-distill also credits the move between sL and sR with its change in loss,
+    ``p (1 - p) (l_R - l_L)``, since its reward is the next state's negative loss."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe: unknown {recipe!r}; allowed: {', '.join(RECIPES)}")
-    p, q = _sigmoid(theta[0]), _sigmoid(theta[1])
-    d_r = -SR_WEIGHT * q * (1 - q)
-    d_l = choice.sl_weight * q * (1 - q) if choice.sl == "linear" else q - (1 - choice.sl_teacher)
-    u_0 = 0.0 if choice.s0 == "none" else p - 0.5
-    if recipe == "n_distill":
-        _, _, l_l, l_r = _losses(theta, choice)
-        u_0 += p * (1 - p) * (l_r - l_l)
-    return u_0, (1 - p) * d_l + p * d_r
+    x = _parts(theta, choice)
+    p = x["p"]
+    u_0 = x["d_0"]
+    u_1 = (1 - p) * x["d_l"] + p * x["d_r"]
+    if choice.env_reward:
+        u_0 -= x["dJ_0"]
+        u_1 -= x["dJ_1"]
+    if recipe == "n_distill_r":
+        u_0 += p * (1 - p) * (x["l_r"] - x["l_l"])
+    return u_0, u_1
 
 
-def expected_loss(theta: tuple[float, float], choice: Choice = DEFAULT) -> float:
-    """``E[sum_t l(s_t)]`` under the student: what N-distill descends."""
-    p, l_0, l_l, l_r = _losses(theta, choice)
-    return l_0 + (1 - p) * l_l + p * l_r
+def expected_loss(theta: tuple[float, float], choice: Choice = PAPER) -> float:
+    """``E[sum_t l(s_t)]`` under the student: the loss the paper's curves plot."""
+    x = _parts(theta, choice)
+    return x["l_0"] + (1 - x["p"]) * x["l_l"] + x["p"] * x["l_r"]
 
 
-def path(recipe: str, choice: Choice = DEFAULT, iterations: int = 20000,
-         start: tuple[float, float] = (0.0, 0.0)) -> Tensor:
-    """``theta`` along exact updates from ``start``, ``[iterations + 1, 2]``."""
+def expected_return(theta: tuple[float, float]) -> float:
+    """The student's expected return ``J`` from the environment's rewards."""
+    return _parts(theta, PAPER)["J"]
+
+
+def objective(theta: tuple[float, float], choice: Choice = PAPER) -> float:
+    """What N-distill (+ R) descends: the expected loss, minus the return when the rewards enter."""
+    return expected_loss(theta, choice) - (expected_return(theta) if choice.env_reward else 0.0)
+
+
+def conserved(theta: tuple[float, float]) -> float:
+    """``cosh theta_0 + cosh theta_1`` (``1/(p(1-p)) + 1/(q(1-q)) = 4 + 2 (cosh theta_0 + cosh theta_1)``):
+    constant along on-policy distill + R's continuous-time flow on the paper's toy. With
+    ``dtheta_0/dt = p(1-p)(1-2q)`` and ``dtheta_1/dt = -q(1-q)(1-2p)``, and ``sinh x sigmoid'(x) = tanh(x/2)/2``,
+    its rate of change is ``-tanh(theta_0/2) tanh(theta_1/2)/2 + tanh(theta_1/2) tanh(theta_0/2)/2 = 0``. Its
+    level sets are closed curves around (0, 0), so every orbit is periodic; a finite step widens it."""
+    return math.cosh(theta[0]) + math.cosh(theta[1])
+
+
+def logit(prob: float) -> float:
+    """The parameter whose sigmoid is ``prob``."""
+    return math.log(prob / (1 - prob))
+
+
+START = (logit(START_POLICY[0]), logit(START_POLICY[1]))
+
+
+def path(recipe: str, choice: Choice = PAPER, lr: float = 0.1, steps: int = 20000,
+         start: tuple[float, float] = START) -> np.ndarray:
+    """``theta`` along exact updates from ``start``, ``[steps + 1, 2]``."""
+    if lr <= 0:
+        raise ValueError(f"lr: {lr}; allowed: lr > 0")
     theta = start
-    out = [theta]
-    for _ in range(iterations):
+    out = np.empty((steps + 1, 2))
+    out[0] = theta
+    for k in range(1, steps + 1):
         u = update(recipe, theta, choice)
-        theta = (theta[0] - choice.lr * u[0], theta[1] - choice.lr * u[1])
-        out.append(theta)
-    return torch.tensor(out, dtype=F64)
+        theta = (theta[0] - lr * u[0], theta[1] - lr * u[1])
+        out[k] = theta
+    return out
 
 
-def jacobian(recipe: str, theta: tuple[float, float], choice: Choice = DEFAULT, h: float = 1e-6) -> np.ndarray:
+def policy(theta_path: np.ndarray) -> np.ndarray:
+    """``(pi(R|s0), pi(R|sR))`` along a path."""
+    return 1.0 / (1.0 + np.exp(-theta_path))
+
+
+def jacobian(recipe: str, theta: tuple[float, float], choice: Choice = PAPER, h: float = 1e-6) -> np.ndarray:
     """``du/dtheta`` at ``theta`` by central differences, ``[2, 2]`` (``[i, j] = du_i/dtheta_j``)."""
     jac = np.zeros((2, 2))
     for j in range(2):
-        up = list(theta)
-        down = list(theta)
+        up, down = list(theta), list(theta)
         up[j] += h
         down[j] -= h
         jac[:, j] = (np.array(update(recipe, (up[0], up[1]), choice))
@@ -125,70 +206,85 @@ def jacobian(recipe: str, theta: tuple[float, float], choice: Choice = DEFAULT, 
     return jac
 
 
+# ---- how a path ends ----------------------------------------------------------------------------------------
+
+#: the policy has settled when neither probability moves more than this over the last third of the path
+SETTLED = 1e-3
+#: a cycle: at least this many periods of pi(R|s0), the last at least KEEPS of the first's amplitude
+MIN_PERIODS = 10
+KEEPS = 0.95
+MIN_AMPLITUDE = 0.05
+
+
 @dataclass(frozen=True)
-class Behaviour:
-    """How a path ends: ``converges`` (the parameters stop: late motion below ``STILL``), ``cycles`` (they
-    turn back and forth) or ``diverges`` (they keep going one way: a loss with no minimiser); with the
-    policy's late motion, since a diverging parameter can still leave a settled, deterministic policy."""
+class Orbit:
+    """How a path's policy ends. ``kind``: ``converges`` (the policy moves less than :data:`SETTLED` over the
+    last third), ``cycles`` (pi(R|s0) swings through at least :data:`MIN_PERIODS` periods and its last swing
+    keeps :data:`KEEPS` of the first's amplitude: it neither shrinks nor settles), ``spirals in`` (it swings
+    with a shrinking amplitude and has not settled yet) or ``drifts`` (none of these). ``amplitudes``: the
+    peak-to-trough swing of pi(R|s0) in each period."""
 
     kind: str
-    theta: list[float]
-    policy: list[float]
-    late_motion: float
+    periods: int
+    first_amplitude: float
+    last_amplitude: float
     late_policy_motion: float
-    reversals: int
+    end_policy: tuple[float, float]
+    period_steps: float
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON values, for the claims report."""
+        return {"kind": self.kind, "periods": self.periods, "first_amplitude": round(self.first_amplitude, 4),
+                "last_amplitude": round(self.last_amplitude, 4), "late_policy_motion": self.late_policy_motion,
+                "end_policy": [round(x, 4) for x in self.end_policy], "period_steps": round(self.period_steps, 1)}
 
 
-STILL = 1e-6
-
-
-def behaviour(theta_path: Tensor) -> Behaviour:
-    """Classify the last third of a path."""
-    late = theta_path[len(theta_path) * 2 // 3:]
-    motion = float((late[-1] - late[0]).norm())
-    policy = torch.sigmoid(late)
-    policy_motion = float((policy[-1] - policy[0]).abs().max())
-    reversals = 0
-    for k in range(2):
-        d = torch.diff(late[:, k])
-        d = d[d.abs() > 1e-12]
-        if len(d) > 1:
-            reversals = max(reversals, int((torch.sign(d[1:]) != torch.sign(d[:-1])).sum()))
-    amplitude = float((late.max(0).values - late.min(0).values).max())
-    if motion < STILL and amplitude < 1e-4:
+def orbit(probs: np.ndarray) -> Orbit:
+    """Classify a policy path ``[T, 2]`` (pi(R|s0), pi(R|sR)) by how it ends."""
+    late = probs[len(probs) * 2 // 3:]
+    motion = float((late.max(0) - late.min(0)).max())
+    p = probs[:, 0]
+    d = np.diff(p)
+    moving = np.flatnonzero(np.abs(d) > 1e-12)
+    signs = np.sign(d[moving])
+    turns = moving[1:][signs[1:] != signs[:-1]]  # indices where pi(R|s0) turns back
+    peaks = [int(i) for i in turns if d[i] < 0]  # a fall after a rise: a local maximum at i
+    amplitudes = [float(p[a:b + 1].max() - p[a:b + 1].min()) for a, b in itertools.pairwise(peaks)]
+    first = amplitudes[0] if amplitudes else 0.0
+    last = amplitudes[-1] if amplitudes else 0.0
+    period = float(np.mean(np.diff(peaks))) if len(peaks) > 1 else float("nan")
+    if motion < SETTLED:
         kind = "converges"
-    elif reversals >= 2 and amplitude > 1e-3:
+    elif len(amplitudes) >= MIN_PERIODS and last >= KEEPS * first and last > MIN_AMPLITUDE:
         kind = "cycles"
+    elif len(amplitudes) >= 2 and last < KEEPS * first:
+        kind = "spirals in"
     else:
-        kind = "diverges"
-    end = theta_path[-1]
-    return Behaviour(kind, [round(float(x), 4) for x in end], [round(float(x), 6) for x in torch.sigmoid(end)],
-                     motion, policy_motion, reversals)
+        kind = "drifts"
+    end = probs[-1]
+    return Orbit(kind, len(amplitudes), first, last, motion, (float(end[0]), float(end[1])), period)
 
 
-def field(recipe: str, choice: Choice, xlim: tuple[float, float], ylim: tuple[float, float],
-          n: int = 21) -> tuple[np.ndarray, ...]:
-    """``(X, Y, U, V)``: the direction exact updates move ``(theta_0, theta_1)``, on an n x n grid."""
-    xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
-    grid_x, grid_y = np.meshgrid(xs, ys)
+# ---- what the figures draw ----------------------------------------------------------------------------------
+
+def policy_field(recipe: str, choice: Choice = PAPER, n: int = 21,
+                 margin: float = 0.02) -> tuple[np.ndarray, ...]:
+    """``(X, Y, U, V)``: the direction the flow moves the policy ``(pi(R|s0), pi(R|sR))`` on an n x n grid
+    (``dp/dt = -p (1 - p) u_0``, ``dq/dt = -q (1 - q) u_1``)."""
+    xs = np.linspace(margin, 1 - margin, n)
+    grid_x, grid_y = np.meshgrid(xs, xs)
     u = np.zeros((2, n, n))
     for i, j in itertools.product(range(n), range(n)):
-        u[:, i, j] = [-x for x in update(recipe, (float(grid_x[i, j]), float(grid_y[i, j])), choice)]
+        p, q = float(grid_x[i, j]), float(grid_y[i, j])
+        u_0, u_1 = update(recipe, (logit(p), logit(q)), choice)
+        u[:, i, j] = [-p * (1 - p) * u_0, -q * (1 - q) * u_1]
     return grid_x, grid_y, u[0], u[1]
 
 
-def portrait_data(choice: Choice = DEFAULT, iterations: int = 20000,
-                  n: int = 21) -> tuple[dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
-    """The two recipes' update fields over the region their paths from (0, 0) cover, and the paths."""
-    paths = {name: path(name, choice, iterations).numpy() for name in RECIPES}
-    every = np.concatenate(list(paths.values()))
-    lo, hi = every.min(0) - 1.5, every.max(0) + 1.5
-    return {name: field(name, choice, (lo[0], hi[0]), (lo[1], hi[1]), n) for name in RECIPES}, paths
-
-
-def triangular(choice: Choice = DEFAULT, points: int = 5) -> float:
-    """The largest ``|du_0/dtheta_1|`` of on-policy distill at random points: zero means theta_0's update
-    ignores theta_1, so the 2-D flow is a 1-D flow for theta_0 followed by one for theta_1 and cannot cycle."""
-    rng = np.random.default_rng(0)
-    return max(abs(float(jacobian("on_policy_distill", (float(a), float(b)), choice)[0, 1]))
-               for a, b in 3 * rng.standard_normal((points, 2)))
+def curves(recipe: str, choice: Choice, lr: float, steps: int, start: tuple[float, float] = START,
+           every: int = 1) -> dict[str, np.ndarray]:
+    """What the paper plots over steps: pi(R|s0), pi(R|sR) and the expected loss, every ``every`` steps."""
+    theta = path(recipe, choice, lr, steps, start)[::every]
+    probs = policy(theta)
+    return {"step": np.arange(0, steps + 1, every), "pi_R_s0": probs[:, 0], "pi_R_sR": probs[:, 1],
+            "loss": np.array([expected_loss((float(a), float(b)), choice) for a, b in theta])}
