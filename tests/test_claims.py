@@ -147,3 +147,38 @@ def test_the_fig2_checks_can_say_no(monkeypatch):
     verdict, _, evidence = claims.check_fig2_cross_entropy_toy(quick=True)
     assert verdict == "partly" and evidence["written_out_vs_exact_engine_max_gap"] > 1e-3
     assert {o["kind"] for o in evidence["on_policy_distill_r_orbits"].values()} == {"cycles"}
+
+
+def test_fig5_fig6_and_rusu_checks_grade_their_measurements_and_can_say_no(tmp_path, monkeypatch):
+    from study.tabular import claims
+
+    uniform, optimum, teacher = np.zeros(4), np.full(4, 10.0), np.full(4, 4.0)
+    paper = {"on_policy_distill": teacher + 0.1, "on_policy_distill_r": np.full(4, 9.0),
+             "on_policy_distill_r_vcond": np.full(4, 9.5), "teacher_v_reward": np.full(4, 9.8)}
+    assert claims._fig5_grade(paper, teacher, uniform, optimum)[0] == "yes"
+    vcond_worse = {**paper, "on_policy_distill_r_vcond": np.full(4, 8.0)}
+    assert claims._fig5_grade(vcond_worse, teacher, uniform, optimum)[0] == "partly"
+    nothing = {k: teacher + 3.0 for k in paper}  # no arm copies the teacher, none rises above the others
+    nothing["on_policy_distill_r_vcond"] = teacher
+    assert claims._fig5_grade(nothing, teacher, uniform, optimum)[0] == "no"
+
+    adversary, best = -1.0, 0.8
+    copies = {k: np.full(3, adversary) for k in claims.FIG6_CLONES} | {"teacher_v_reward": np.full(3, best)}
+    assert claims._fig6_grade(copies, adversary, best)[0] == "yes"
+    stuck = {**copies, "teacher_v_reward": np.full(3, adversary)}
+    assert claims._fig6_grade(stuck, adversary, best)[0] == "partly"
+    assert claims._fig6_grade({k: np.full(3, best) for k in copies} | {"teacher_v_reward": np.full(3, adversary)},
+                              adversary, best)[0] == "no"
+
+    order = {"a": {"rusu_kl": 0.9, "rusu_nll": 0.8, "rusu_mse": 0.7}}
+    assert claims._rusu_grade(order)[0] == "yes"
+    assert claims._rusu_grade({"a": {"rusu_kl": 0.5, "rusu_nll": 0.8, "rusu_mse": 0.9}})[0] == "no"
+    monkeypatch.setattr(claims, "RESULTS", tmp_path)  # no analysis there: not evaluated, not held
+    verdict, _, _ = claims.check_rusu_loss_order(quick=False)
+    assert verdict == "not evaluated"
+    table = tmp_path / "rusu_pong" / "analysis" / "tables"
+    table.mkdir(parents=True)
+    table.joinpath("aggregates.csv").write_text("arm,statistic,estimate\nrusu_kl,mean,0.7\nrusu_nll,mean,0.6\n"
+                                                "rusu_mse,mean,0.95\n")
+    verdict, summary, _ = claims.check_rusu_loss_order(quick=False)
+    assert verdict == "no" and "not in the paper's order" in summary

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import variants as V
-from study.tabular import exact, paper_toy as P
+from study.tabular import exact
 from study.tabular import generators as gen
+from study.tabular import paper_toy as P
 
 POINTS = [(0.0, 0.0), (1.3, -0.7), (-2.0, 2.5), (-1.99, -2.2)]
 F64 = torch.float64

@@ -42,11 +42,12 @@ def build_mdp(env: EnvParams) -> TabularMDP:
     if g == "gridworld":
         return gen.gridworld(n, size=env.size, n_actions=env.n_actions, wall_frac=env.wall_frac,
                              penalty_frac=env.penalty_frac, noise=env.noise, absorb=env.absorb, seed=env.mdp_seed,
-                             extra_actions=env.extra_actions)
+                             extra_actions=env.extra_actions, extra_cost=env.extra_cost)
     if g == "paper_gridworld":
         return gen.paper_gridworld(n, size=env.size, n_actions=env.n_actions, wall_prob=env.wall_prob,
                                    terminal_prob=env.terminal_prob, penalty_prob=env.penalty_prob, noise=env.noise,
-                                   absorb=env.absorb, seed=env.mdp_seed, extra_actions=env.extra_actions)
+                                   absorb=env.absorb, seed=env.mdp_seed, extra_actions=env.extra_actions,
+                                   extra_cost=env.extra_cost)
     if g == "garnet":
         return gen.garnet(n, n_states=env.n_states, n_actions=env.n_actions, branching=env.branching,
                           absorb=env.absorb, n_terminal=env.n_terminal, seed=env.mdp_seed)

@@ -40,7 +40,8 @@ PAPER_WALL_PROB, PAPER_TERMINAL_PROB, PAPER_PENALTY_PROB = 0.1, 0.005, 0.1
 class EnvParams(BaseModel):
     """The MDPs of a tabular cell: ``mdps`` MDPs from ``generator`` seeded by ``mdp_seed``; a grid world's
     actions beyond the fourth repeat the moves (``extra_actions = "repeat"``), stay in place (``"stay"``) or
-    move at random (``"random"``); ``gridworld`` places fixed counts of walls, terminals and -1 cells
+    move at random (``"random"``) or move like ``a mod 4`` at a cost of their own, drawn from
+    ``[extra_cost, 2 extra_cost]`` (``"costly"``); ``gridworld`` places fixed counts of walls, terminals and -1 cells
     (``wall_frac``, ``penalty_frac``), ``paper_gridworld`` draws each cell's kind with the probabilities
     ``wall_prob``, ``terminal_prob`` (each of +10, +5, -5, -10) and ``penalty_prob``, as Czarnecki et al.'s
     appendix; a corridor pays ``step_reward`` per step and ``goal_reward`` at its goal."""
@@ -49,9 +50,10 @@ class EnvParams(BaseModel):
     # see TrainParams.LATER_KEYS
     LATER_KEYS: ClassVar[dict[str, Any]] = {"extra_actions": "repeat", "goal_reward": 10.0, "step_reward": -1.0,
                                             "wall_prob": PAPER_WALL_PROB, "terminal_prob": PAPER_TERMINAL_PROB,
-                                            "penalty_prob": PAPER_PENALTY_PROB}
+                                            "penalty_prob": PAPER_PENALTY_PROB, "extra_cost": 2.0}
     generator: Literal["gridworld", "paper_gridworld", "garnet", "corridor", "exit_chain", "bandit"] = "gridworld"
-    extra_actions: Literal["repeat", "stay", "random"] = "repeat"
+    extra_actions: Literal["repeat", "stay", "random", "costly"] = "repeat"
+    extra_cost: float = Field(2.0, ge=0.0, le=1000.0)
     mdps: int = Field(20, ge=1)
     mdp_seed: int = Field(0, ge=0)
     size: int = Field(10, ge=3)

@@ -53,7 +53,9 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
-EXTRA_ACTIONS = ("repeat", "stay", "random")
+EXTRA_ACTIONS = ("repeat", "stay", "random", "costly")
+#: the least extra cost of a "costly" extra action (each draws its own from [extra_cost, 2 extra_cost])
+EXTRA_COST = 2.0
 
 
 def gridworld(
@@ -69,6 +71,7 @@ def gridworld(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     extra_actions: str = "repeat",
+    extra_cost: float = EXTRA_COST,
 ) -> TabularMDP:
     """Czarnecki et al.'s grid worlds.
 
@@ -91,6 +94,13 @@ def gridworld(
     the agent in place, entering its own cell again; a fifth successor per
     action) and ``"random"`` (they move in a uniformly random direction).
     Either way noise, when set, replaces the chosen effect as for the moves.
+    A fourth design, ``"costly"``, keeps the extra actions real and distinct
+    but worse than the best move: action ``a`` moves like ``a mod 4`` and
+    pays its own cost, drawn once per grid world from ``[extra_cost,
+    2 extra_cost]``, on top of the cell it enters. With ``extra_cost = 2`` a
+    teacher at temperature 0.1 puts under 1e-5 of its mass on 4,000 of them,
+    so its return is the same at every action count, while a student that
+    spreads its mass over them pays for it.
 
     Wall cells are stored as terminal states with no start mass: they are
     unreachable, and metrics over "non-terminal" states skip them. (Free cells
@@ -101,6 +111,7 @@ def gridworld(
     n_actions = check_int("n_actions", n_actions, 4)
     if extra_actions not in EXTRA_ACTIONS:
         raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
+    extra_cost = check_float("extra_cost", extra_cost, "0 <= extra_cost <= 1000", 0.0, 1000.0)
     wall_frac = check_float("wall_frac", wall_frac, "0 <= wall_frac <= 0.5", 0.0, 0.5)
     penalty_frac = check_float("penalty_frac", penalty_frac, "0 <= penalty_frac <= 1", 0.0, 1.0)
     noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
@@ -137,18 +148,32 @@ def gridworld(
         is_wall[walls] = True
         is_terminal = np.zeros(n_cells, bool)
         is_terminal[terminals] = True
-        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions))
+        costs = _extra_costs(rng, n_actions, extra_actions, extra_cost)
+        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions, costs))
     info = {"generator": "gridworld", "size": size, "n_actions": n_actions, "extra_actions": extra_actions,
+            **({"extra_cost": extra_cost} if extra_actions == "costly" else {}),
             "wall_frac": wall_frac,
             "terminal_values": list(terminal_values), "penalty_frac": penalty_frac, "noise": noise,
             "absorb": absorb, "seed": seed}
     return _stack(mdps, dtype, info)
 
 
+def _extra_costs(rng: np.random.Generator, n_actions: int, extra_actions: str, extra_cost: float) -> np.ndarray | None:
+    """What each action pays on top of the cell it enters: nothing unless the extra actions are "costly", then
+    each extra action its own draw from ``[extra_cost, 2 extra_cost]`` (after the layout's draws, so a grid's
+    layout does not depend on the design)."""
+    if extra_actions != "costly":
+        return None
+    costs = np.zeros(n_actions)
+    costs[4:] = rng.uniform(extra_cost, 2 * extra_cost, n_actions - 4)
+    return costs
+
+
 def _grid_mdp(size: int, is_wall: np.ndarray, is_terminal: np.ndarray, value: np.ndarray, n_actions: int,
-              noise: float, absorb: float, extra_actions: str) -> dict:
+              noise: float, absorb: float, extra_actions: str, costs: np.ndarray | None = None) -> dict:
     """One grid world's arrays from its layout: walls, terminal cells and the reward for entering each cell;
-    start at the centre; moves, extra actions and noise as :func:`gridworld` describes."""
+    start at the centre; moves, extra actions and noise as :func:`gridworld` describes; ``costs`` ``[A]``: what
+    each action pays on top of the cell it enters ("costly" extra actions)."""
     n_cells = size * size
     rows, cols = np.divmod(np.arange(n_cells), size)
     # destination of each of the four moves from each cell
@@ -161,7 +186,8 @@ def _grid_mdp(size: int, is_wall: np.ndarray, is_terminal: np.ndarray, value: np
         dest = np.concatenate([dest, np.arange(n_cells)[:, None]], axis=1)  # [S, 5]
     move_p = np.zeros((n_actions, dest.shape[1]))
     move_p[:, :4] = noise / 4
-    effect = np.arange(n_actions) % 4 if extra_actions == "repeat" else np.minimum(np.arange(n_actions), 4)
+    effect = (np.arange(n_actions) % 4 if extra_actions in ("repeat", "costly")
+              else np.minimum(np.arange(n_actions), 4))
     if extra_actions == "random":
         move_p[4:, :4] = 0.25
         move_p[np.arange(4), effect[:4]] += 1 - noise
@@ -172,7 +198,8 @@ def _grid_mdp(size: int, is_wall: np.ndarray, is_terminal: np.ndarray, value: np
     prob = np.broadcast_to(move_p[None], (n_cells, n_actions, k_count)).copy()
     start = np.zeros(n_cells)
     start[(size // 2) * size + size // 2] = 1.0
-    return {"succ": succ, "prob": prob, "reward": value[succ], "terminal": is_wall | is_terminal,
+    reward = value[succ] if costs is None else value[succ] - costs[None, :, None]
+    return {"succ": succ, "prob": prob, "reward": reward, "terminal": is_wall | is_terminal,
             "start": start, "absorb": np.float64(absorb)}
 
 
@@ -199,6 +226,7 @@ def paper_gridworld(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     extra_actions: str = "repeat",
+    extra_cost: float = EXTRA_COST,
 ) -> TabularMDP:
     """Czarnecki et al.'s grid worlds with the placement of their appendix.
 
@@ -223,6 +251,7 @@ def paper_gridworld(
     n_actions = check_int("n_actions", n_actions, 4)
     if extra_actions not in EXTRA_ACTIONS:
         raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
+    extra_cost = check_float("extra_cost", extra_cost, "0 <= extra_cost <= 1000", 0.0, 1000.0)
     wall_prob = check_float("wall_prob", wall_prob, "0 <= wall_prob <= 0.5", 0.0, 0.5)
     terminal_prob = check_float("terminal_prob", terminal_prob, "0 <= terminal_prob <= 0.25", 0.0, 0.25)
     penalty_prob = check_float("penalty_prob", penalty_prob, "0 <= penalty_prob <= 1", 0.0, 1.0)
@@ -248,8 +277,10 @@ def paper_gridworld(
         value = np.zeros(n_cells)
         value[is_terminal] = np.array(PAPER_TERMINALS)[kind[is_terminal] - 1]
         value[kind == len(kinds) - 1] = -1.0
-        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions))
+        costs = _extra_costs(rng, n_actions, extra_actions, extra_cost)
+        mdps.append(_grid_mdp(size, is_wall, is_terminal, value, n_actions, noise, absorb, extra_actions, costs))
     info = {"generator": "paper_gridworld", "size": size, "n_actions": n_actions, "extra_actions": extra_actions,
+            **({"extra_cost": extra_cost} if extra_actions == "costly" else {}),
             "wall_prob": wall_prob, "terminal_values": list(PAPER_TERMINALS), "terminal_prob": terminal_prob,
             "penalty_prob": penalty_prob, "noise": noise, "absorb": absorb, "seed": seed}
     return _stack(mdps, dtype, info)
