@@ -906,3 +906,46 @@ def test_extra_actions_that_are_not_copies_of_the_moves():
 def optimal_value(mdp):
     q = teachers.value_iteration(mdp.to(torch.float64))
     return (mdp.start.double() * q.max(-1).values).sum(-1)
+
+
+def test_costly_extra_actions_are_real_distinct_moves_the_teacher_leaves_alone():
+    """Fig. 4's costly design: action a moves like a mod 4 and pays its own cost from [extra_cost, 2 extra_cost]
+    on top of the cell it enters; a temperature-0.1 teacher's return is the same at every action count."""
+    base = generators.paper_gridworld(2, size=8, n_actions=4, seed=1, extra_actions="costly", dtype=DT)
+    wide = generators.paper_gridworld(2, size=8, n_actions=40, seed=1, extra_actions="costly", dtype=DT)
+    assert torch.equal(wide.succ[:, :, 4:], wide.succ[:, :, :4].repeat(1, 1, 9, 1))  # the same moves
+    cost = (wide.reward[:, :, :4].repeat(1, 1, 9, 1) - wide.reward[:, :, 4:])[..., 0]  # [N, S, 36]
+    assert torch.allclose(cost, cost[:, :1])  # one cost per action, whatever the state
+    assert cost.min() >= 2.0 and cost.max() <= 4.0 and len(torch.unique(cost[0, 0])) == 36  # distinct
+    returns = [(m.start * m.evaluate(teachers.teacher_policy(teachers.value_iteration(m), 0.1))).sum(-1)
+               for m in (base, wide)]
+    torch.testing.assert_close(returns[0], returns[1], atol=1e-4, rtol=0)
+    # the layout does not depend on the design
+    repeat = generators.paper_gridworld(2, size=8, n_actions=40, seed=1, dtype=DT)
+    assert torch.equal(repeat.succ, wide.succ) and torch.equal(repeat.terminal, wide.terminal)
+
+
+def test_paper_gridworld_places_cells_one_by_one_with_fixed_probabilities():
+    """Czarnecki et al.'s placement: counts vary from grid to grid, their averages follow the probabilities,
+    the centre is never changed, and the schema's defaults are the generator's."""
+    from study.spec import schema
+
+    mdp = generators.paper_gridworld(300, size=20, seed=0)
+    terminal = mdp.terminal.double()
+    walls_or_terminals = terminal.sum(-1)
+    assert walls_or_terminals.std() > 1.0  # counts vary
+    # expected share of changed cells per kind, tried in order: wall, four terminals, -1
+    p = [0.1] + [0.005] * 4 + [0.1]
+    expected_terminal = p[0] + sum(p[1:5]) * (1 - p[0])
+    assert abs(float(terminal.mean()) * 400 / 399 - expected_terminal) < 0.01
+    centre = 10 * 20 + 10
+    assert not mdp.terminal[:, centre].any() and (mdp.start[:, centre] == 1).all()
+    # noise eta: the intended move with 1 - eta + eta/4, each other move with eta/4
+    torch.testing.assert_close(mdp.prob[0, centre, 0], torch.tensor([0.925, 0.025, 0.025, 0.025]))
+    assert (schema.PAPER_WALL_PROB, schema.PAPER_TERMINAL_PROB, schema.PAPER_PENALTY_PROB) == (
+        generators.PAPER_WALL_PROB, generators.PAPER_TERMINAL_PROB, generators.PAPER_PENALTY_PROB)
+    assert schema.EnvParams().extra_cost == generators.EXTRA_COST
+    with pytest.raises(MDPError, match="terminal_prob"):
+        generators.paper_gridworld(1, terminal_prob=0.5)
+    with pytest.raises(MDPError, match="absorb"):
+        generators.paper_gridworld(1, absorb=0.0)
