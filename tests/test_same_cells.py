@@ -1,9 +1,11 @@
 """Refactoring changes nothing a result depends on: every built-in study whose teachers are committed
 expands to exactly the cell ids it had before (tests/data/cell_ids.json; an id hashes a cell's resolved
 variant, parameters, seed and teacher bytes). A study whose definition changes on purpose gets its new ids
-recorded with the change (czarnecki_fig3 at the paper's scale, czarnecki_fig3_weak, and czarnecki_fig4, fig5
-and fig6 with the arms and scales of the paper, rusu_pong with the trained Pong teacher, its protocol and a
-learning rate at which the students leave the early plateau, and rusu_breakout, new with its teacher)."""
+recorded with the change (czarnecki_fig3 on the paper's noisy grid worlds and czarnecki_fig3_weak at the paper's
+scale, czarnecki_fig4 with costly extra actions, czarnecki_fig5 on the paper's noisy grid worlds, czarnecki_fig6
+with the arms and scale of the paper, rusu_pong with the trained Pong teacher, its protocol and a learning rate
+at which the students leave the early plateau, and rusu_breakout, new with its teacher); a study renamed keeps
+its ids (czarnecki_fig3_noiseless, czarnecki_fig4_designs)."""
 
 from __future__ import annotations
 
