@@ -57,6 +57,51 @@ def test_claims_json_and_exit_status(tmp_path):
     assert result.exit_code == (1 if claim["verdict"] in ("no", "partly") else 0)
 
 
+FIG3_TINY = """name = "fig3_tiny"
+tier = "tabular"
+seeds = 1
+[fixed]
+variant = "teacher_distill"
+teacher = "q_learning_explored"
+generator = "paper_gridworld"
+size = 6
+mdps = 4
+iterations = 400
+eval_every = 20
+optimizer = "sgd"
+lr = 0.5
+max_steps = 100
+[factors]
+control = ["teacher", "student", "uniform"]
+tau = [0.0, 0.1]
+"""
+
+
+@pytest.mark.slow
+def test_claims_grade_fig3_on_a_finished_study(tmp_path):
+    """--fig3-results grades each temperature of a study of Fig. 3's arms by the claim's own rule; a study of
+    other arms is refused with what is allowed."""
+    study = tmp_path / "fig3_tiny.toml"
+    study.write_text(FIG3_TINY)
+    out = tmp_path / "fig3_tiny"
+    assert runner.invoke(app, ["grid", "run", str(study), "--out", str(out), "--workers", "1"]).exit_code == 0
+    path = tmp_path / "claims.json"
+    result = runner.invoke(app, ["claims", "--only", "theorem2_symmetric", "--fig3-results", str(out),
+                                 "--json", str(path)])
+    graded = [c for c in json.loads(path.read_text())["claims"] if c["key"].startswith("fig3")]
+    assert [c["key"] for c in graded] == ["fig3_student_driven_faster@fig3_tiny/tau=0",
+                                          "fig3_student_driven_faster@fig3_tiny/tau=0.1"]
+    for c in graded:
+        assert c["verdict"] in ("yes", "partly", "no") and c["evidence"]["mdps"] == 4
+        assert set(c["evidence"]["mean_iterations_to_target"]) == {"teacher", "student", "uniform"}
+    assert result.exit_code == (0 if all(c["verdict"] == "yes" for c in graded) else 1)
+    demo = tmp_path / "demo"
+    runner.invoke(app, ["demo", "--out", str(demo), "--mdps", "2", "--seeds", "1", "--iterations", "4",
+                        "--workers", "1"])
+    result = runner.invoke(app, ["claims", "--only", "theorem2_symmetric", "--fig3-results", str(demo)])
+    assert result.exit_code == 2 and "not a study of Fig. 3's arms" in result.stderr
+
+
 @pytest.mark.slow
 def test_claims_figures_draws_the_fig2_toy_phase_portrait(tmp_path):
     blocker = tmp_path / "file"
