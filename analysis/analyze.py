@@ -287,7 +287,8 @@ def _aggregates(report: Report, results: Results, runs: pd.DataFrame, opt: Optio
                 "dashed line in the figure): a teacher that is not optimal leaves room above 1.")
     refs = _references(results)
     if refs is not None:
-        sec.add(_table(tables, "references", refs, refs, "Reference scores per task (mean over runs)"))
+        where = "task and arm (the arms' teachers differ)" if "arm" in refs else "task"
+        sec.add(_table(tables, "references", refs, refs, f"Reference scores per {where} (mean over runs)"))
     table = agg.rename(columns={"arm": "variant"})
     sec.add(_figure(plots.aggregate_intervals(table, figures / "aggregates", variants=results.arms,
                                               statistics=tuple(names), reference=reference,
@@ -356,7 +357,14 @@ def _references(results: Results) -> pd.DataFrame | None:
     cols = [c for c in ("random_score", "teacher_score", "optimal_score", "optimal_norm") if c in runs]
     if not cols or runs[cols].isna().all().all():
         return None
-    return runs.groupby("task", observed=True)[cols].mean().reindex(results.tasks).reset_index()
+    per_task = runs.groupby("task", observed=True)[cols].mean().reindex(results.tasks).reset_index()
+    if "teacher_score" not in runs:
+        return per_task
+    per_arm = runs.groupby(["task", "arm"], observed=True, sort=False)[cols].mean().reset_index()
+    # where an arm's factor changes the teacher (its temperature, its noise), each arm's teacher is shown
+    spread = per_arm.groupby("task", observed=True)["teacher_score"].agg(lambda x: x.max() - x.min())
+    scale = per_arm["teacher_score"].abs().max()
+    return per_arm if bool((spread > 1e-9 * max(1.0, scale)).any()) else per_task
 
 
 def _per_task(runs: pd.DataFrame, metric: str, results: Results, opt: Options) -> pd.DataFrame:
