@@ -361,6 +361,8 @@ def _references(results: Results) -> pd.DataFrame | None:
     if "teacher_score" not in runs:
         return per_task
     per_arm = runs.groupby(["task", "arm"], observed=True, sort=False)[cols].mean().reset_index()
+    order = {arm: i for i, arm in enumerate(results.arms)}
+    per_arm = per_arm.sort_values("arm", key=lambda a: a.map(order), kind="stable").reset_index(drop=True)
     # where an arm's factor changes the teacher (its temperature, its noise), each arm's teacher is shown
     spread = per_arm.groupby("task", observed=True)["teacher_score"].agg(lambda x: x.max() - x.min())
     scale = per_arm["teacher_score"].abs().max()

@@ -357,9 +357,9 @@ def test_references_show_each_arms_teacher_when_the_arms_teachers_differ():
     runs = pd.DataFrame({"task": ["g"] * 4, "arm": ["tau=0", "tau=0", "tau=0.1", "tau=0.1"],
                          "random_score": [-5.0] * 4, "teacher_score": [8.0, 8.2, 7.0, 7.2],
                          "optimal_score": [8.5] * 4})
-    table = _references(types.SimpleNamespace(runs=runs, tasks=["g"]))
+    table = _references(types.SimpleNamespace(runs=runs, tasks=["g"], arms=["tau=0", "tau=0.1"]))
     assert list(table["arm"]) == ["tau=0", "tau=0.1"]
     assert table["teacher_score"].tolist() == pytest.approx([8.1, 7.1])
     same = runs.assign(teacher_score=8.0)
-    table = _references(types.SimpleNamespace(runs=same, tasks=["g"]))
+    table = _references(types.SimpleNamespace(runs=same, tasks=["g"], arms=["tau=0", "tau=0.1"]))
     assert "arm" not in table and table["teacher_score"].tolist() == [8.0]
