@@ -53,6 +53,18 @@ def _check_dtype(dtype: object) -> torch.dtype:
     return dtype
 
 
+def _check_grid(n: object, size: object, n_actions: object, extra_actions: object, extra_cost: object,
+                noise: object, absorb: object, seed: object,
+                dtype: object) -> tuple[int, int, int, float, float, float, int, torch.dtype]:
+    """The settings both grid-world generators share, checked (each names what is allowed)."""
+    if extra_actions not in EXTRA_ACTIONS:
+        raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
+    return (_check_n(n), check_int("size", size, 3), check_int("n_actions", n_actions, 4),
+            check_float("extra_cost", extra_cost, "0 <= extra_cost <= 1000", 0.0, 1000.0),
+            check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0), _check_absorb(absorb),
+            _check_seed(seed), _check_dtype(dtype))
+
+
 EXTRA_ACTIONS = ("repeat", "stay", "random", "costly")
 #: the least extra cost of a "costly" extra action (each draws its own from [extra_cost, 2 extra_cost])
 EXTRA_COST = 2.0
@@ -106,18 +118,10 @@ def gridworld(
     unreachable, and metrics over "non-terminal" states skip them. (Free cells
     that walls happen to cut off from the centre stay non-terminal.)
     """
-    n = _check_n(n)
-    size = check_int("size", size, 3)
-    n_actions = check_int("n_actions", n_actions, 4)
-    if extra_actions not in EXTRA_ACTIONS:
-        raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
-    extra_cost = check_float("extra_cost", extra_cost, "0 <= extra_cost <= 1000", 0.0, 1000.0)
+    n, size, n_actions, extra_cost, noise, absorb, seed, dtype = _check_grid(
+        n, size, n_actions, extra_actions, extra_cost, noise, absorb, seed, dtype)
     wall_frac = check_float("wall_frac", wall_frac, "0 <= wall_frac <= 0.5", 0.0, 0.5)
     penalty_frac = check_float("penalty_frac", penalty_frac, "0 <= penalty_frac <= 1", 0.0, 1.0)
-    noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
-    absorb = _check_absorb(absorb)
-    seed = _check_seed(seed)
-    dtype = _check_dtype(dtype)
     if isinstance(terminal_values, (str, bytes)) or not hasattr(terminal_values, "__iter__"):
         raise MDPError(f"terminal_values: {terminal_values!r} is not a sequence; "
                        "allowed: a sequence of finite numbers")
@@ -246,19 +250,11 @@ def paper_gridworld(
     no positive terminal at all: then the best policy avoids the -1 cells
     until the episode is absorbed.
     """
-    n = _check_n(n)
-    size = check_int("size", size, 3)
-    n_actions = check_int("n_actions", n_actions, 4)
-    if extra_actions not in EXTRA_ACTIONS:
-        raise MDPError(f"extra_actions: unknown design {extra_actions!r}; allowed: {', '.join(EXTRA_ACTIONS)}")
-    extra_cost = check_float("extra_cost", extra_cost, "0 <= extra_cost <= 1000", 0.0, 1000.0)
+    n, size, n_actions, extra_cost, noise, absorb, seed, dtype = _check_grid(
+        n, size, n_actions, extra_actions, extra_cost, noise, absorb, seed, dtype)
     wall_prob = check_float("wall_prob", wall_prob, "0 <= wall_prob <= 0.5", 0.0, 0.5)
     terminal_prob = check_float("terminal_prob", terminal_prob, "0 <= terminal_prob <= 0.25", 0.0, 0.25)
     penalty_prob = check_float("penalty_prob", penalty_prob, "0 <= penalty_prob <= 1", 0.0, 1.0)
-    noise = check_float("noise", noise, "0 <= noise (eta) <= 1", 0.0, 1.0)
-    absorb = _check_absorb(absorb)
-    seed = _check_seed(seed)
-    dtype = _check_dtype(dtype)
     if absorb == 0:
         raise MDPError("absorb: 0.0 lets a grid without terminal cells run for ever; allowed: 0 < absorb < 1 "
                        "(the paper: 0.01)")
