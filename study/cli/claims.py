@@ -22,8 +22,8 @@ def claims_cmd(
                                                      )] = None,
     fig3_results: Annotated[Path | None, typer.Option(
         "--fig3-results", help="Also grade Fig. 3's claim on a finished study of its arms (control teacher, "
-                               "student, uniform, with return_norm and the three KL metrics), at each teacher "
-                               "temperature: e.g. results/czarnecki_fig3.")] = None,
+                               "student, uniform, with return_norm and the three KL metrics), at each setting of "
+                               "its other factors: e.g. results/czarnecki_fig3.")] = None,
 ) -> None:
     """Check the papers' convergence claims on toy MDPs; exit 1 if a claim does not hold or holds only in
     part (a claim the run could not evaluate, as --quick without Fig. 4's largest action counts, does not
@@ -74,7 +74,8 @@ def claims_cmd(
 
 
 def fig3_on_results(folder: Path) -> list:
-    """Fig. 3's verdict on a finished study, one per teacher temperature, graded by the claim's own rule
+    """Fig. 3's verdict on a finished study, one per setting of its other factors (the teacher's temperature,
+    the grid worlds' noise...), graded by the claim's own rule
     (``study.tabular.claims._fig3_grade``) on the study's measurements: per grid world, the first evaluation
     at which each arm's normalised return reaches 0.9, and the area under each KL curve. The numbers come from
     ``analysis``, the grading from ``study``, and only the command line knows both."""
@@ -89,35 +90,40 @@ def fig3_on_results(folder: Path) -> list:
     except AnalysisError as exc:
         raise UsageError(f"--fig3-results {folder}: {exc}") from None
     cells = results.cells[results.cells["status"] == "done"]
-    need = {"control", "tau"}
-    if not need <= set(cells.columns) or set(cells["control"]) != set(C.FIG3_ARMS):
+    if "control" not in cells.columns or set(cells["control"]) != set(C.FIG3_ARMS):
         raise UsageError(f"--fig3-results {folder}: not a study of Fig. 3's arms; allowed: a finished study whose "
-                         f"cells vary control over {', '.join(C.FIG3_ARMS)} (and tau), as czarnecki_fig3")
+                         f"cells vary control over {', '.join(C.FIG3_ARMS)}, as czarnecki_fig3")
     reach = curve_metrics(results.curves, "return_norm", threshold=0.9)
     areas = {metric: curve_metrics(results.curves, metric) for metric in C.FIG3_KL.values()}
     steps = np.sort(results.curves["step"].unique())
     every = float(steps[steps > 0][0])
     out = []
-    for tau, group in cells.groupby("tau"):
+    keys = [k for k in (*results.arm_keys, *results.task_keys) if k != "control"]
+
+    def per_mdp(frame, column, cell):
+        rows = frame[frame["cell"] == cell].sort_values("mdp")
+        return rows[column].to_numpy(dtype=float)
+
+    groups = cells.groupby(keys, sort=False) if keys else [((), cells)]
+    for values, group in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in zip(keys, values, strict=True))
         by_control = dict(zip(group["control"], group["cell"], strict=True))
         if set(by_control) != set(C.FIG3_ARMS):
             continue
-
-        def per_mdp(frame, column, cell):
-            rows = frame[frame["cell"] == cell].sort_values("mdp")
-            return rows[column].to_numpy(dtype=float)
-
         first = {a: np.nan_to_num(per_mdp(reach, "steps_to_threshold", by_control[a]), nan=np.inf)
                  for a in C.FIG3_ARMS}
         kl = {m: {a: per_mdp(areas[m], "auc", by_control[a]) for a in C.FIG3_ARMS} for m in C.FIG3_KL.values()}
         verdict, evidence = C._fig3_grade(first, kl, every)
-        evidence.update({"study": str(folder), "teacher_tau": float(tau), "mdps": len(first["teacher"])})
+        evidence.update({"study": str(folder), "setting": dict(zip(keys, values, strict=True)),
+                         "mdps": len(first["teacher"])})
         lo, hi = evidence["ratio_ci95"]
         owns = sum(w["own_arm_lowest"] for w in evidence["kl"].values())
-        summary = (f"{folder.name}, tau {tau:g}, {len(first['teacher'])} grid worlds: teacher/student = "
+        summary = (f"{folder.name}, {setting or 'all cells'}, {len(first['teacher'])} grid worlds: teacher/student = "
                    f"{evidence['ratio_teacher_over_student']:.2f} [{lo:.2f}, {hi:.2f}]; uniform slowest: "
                    f"{evidence['uniform_slowest']}; arms lowest on KL under their own states: {owns} of 3")
-        out.append(C.ClaimResult(f"fig3_student_driven_faster@{folder.name}/tau={tau:g}",
+        out.append(C.ClaimResult(f"fig3_student_driven_faster@{folder.name}/{setting.replace(', ', '/')}",
                                  next(c.claim for c in C.CLAIMS if c.key == "fig3_student_driven_faster"),
                                  "Czarnecki et al. 2019, Fig. 3", verdict, summary, evidence))
     return out
