@@ -243,14 +243,18 @@ def _task_index(data: Strata) -> np.ndarray:
 
 
 def _leave_one_out(data: Strata, statistic: PerTask) -> np.ndarray:
-    """A per-task statistic with each unit (cluster, or run) left out in turn, regrouping what is left."""
+    """A per-task statistic with each unit (cluster, or run) left out in turn, regrouping what is left. A unit
+    that is its task's only one is not left out: the stratified bootstrap never drops a task either."""
     task = _task_index(data)
     if data.clustered:
         assert data.clusters is not None
-        keeps = [data.clusters != c for c in range(len(data.cluster_start))]
+        units = [data.clusters == c for c in range(len(data.cluster_start))]
     else:
-        keeps = [np.arange(data.n) != i for i in range(data.n)]
-    return np.array([statistic.on(task[k])(data.values[k]) for k in keeps])
+        units = [np.arange(data.n) == i for i in range(data.n)]
+    per_task = [np.unique(task[u]) for u in units]
+    alone = [bool(np.all(np.isin(task, t) <= u)) for u, t in zip(units, per_task, strict=True)]
+    return np.array([statistic.on(task[~u])(data.values[~u]) for u, only in zip(units, alone, strict=True)
+                     if not only])
 
 
 def estimate(values: Sequence[float], strata: Sequence[object] | None = None,

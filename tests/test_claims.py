@@ -172,3 +172,31 @@ def test_fig5_fig6_and_rusu_checks_grade_their_measurements_and_can_say_no(tmp_p
                                                 "rusu_mse,mean,0.95\n")
     verdict, summary, _ = claims.check_rusu_loss_order(quick=False)
     assert verdict == "no" and "not in the paper's order" in summary
+
+
+def test_fig3_grading_ranks_misses_before_means_and_reads_kl_as_the_paper_words_it():
+    """Uniform control is slowest only when it misses the target on more grids, or as many and is slower where
+    every arm got there (one miss makes a mean infinite, so means alone would tie); teacher-driven "wins only
+    under its own states" fails when it is lowest everywhere or nowhere."""
+    from study.tabular import claims
+
+    first, kl = _fig3_inputs(ratio=3.0)
+    first["teacher"][:2] = np.inf  # teacher-driven misses two grids, uniform one
+    first["uniform"][5] = np.inf
+    _, evidence = claims._fig3_grade(first, kl, every=10)
+    assert not evidence["uniform_slowest"] and evidence["missed_target"] == {"teacher": 2, "student": 0,
+                                                                             "uniform": 1}
+    first, kl = _fig3_inputs(ratio=3.0)
+    kl["kl_uniform"]["student"] = np.full(40, 0.01)  # student lowest under uniform states: the claim still holds
+    assert claims._fig3_grade(first, kl, every=10)[1]["teacher_driven_wins_on_kl_only_under_its_states"]
+    kl["kl_teacher"]["student"] = np.full(40, 0.01)  # teacher-driven no longer lowest under its own
+    assert not claims._fig3_grade(first, kl, every=10)[1]["teacher_driven_wins_on_kl_only_under_its_states"]
+
+
+def test_fig4_grading_does_not_pass_a_gap_it_could_not_measure():
+    from study.tabular import claims
+
+    finals = {"entropy_regularised": [1.0, 0.8, 0.5, 0.2], "on_policy_distill": [0.9] * 4,
+              "expected_entropy_regularised": [0.9, float("nan"), 0.9, 0.9]}
+    verdict, evidence = claims._fig4_grade(finals, list(claims.FIG4_ACTIONS))
+    assert verdict == "partly" and not evidence["expected_stays_close"]

@@ -215,3 +215,14 @@ def test_bench_tabular_study_times_both_engines_and_estimates_the_study(tmp_path
     assert bad.exit_code == 2 and "--device needs --study" in bad.stderr
     bad = runner.invoke(app, ["bench", "tabular", "--study", "demo", "--device", "tpu"])
     assert bad.exit_code == 2 and "allowed: auto, cpu, cuda" in bad.stderr
+
+
+def test_claims_print_their_evidence_as_written(monkeypatch):
+    """Square brackets in a claim's evidence are printed, not read as markup."""
+    from study.tabular import claims
+
+    result = claims.ClaimResult("k", "a claim", "a paper", "partly", "ER [0.9, nan] and [bold]x[/bold]",
+                                {"threshold": "t"})
+    monkeypatch.setattr(claims, "run_claims", lambda quick, only, on_done: [result])
+    out = runner.invoke(app, ["claims"], env={"COLUMNS": "400"})
+    assert out.exit_code == 1 and "ER [0.9, nan] and [bold]x[/bold]" in out.stdout

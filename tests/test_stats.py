@@ -852,3 +852,10 @@ def test_anova_leaves_out_rows_without_a_factor_value_and_says_how_many():
     d.loc[:4, "a"] = np.nan
     table = stats.anova(d, "y", ["a"], permutations=99)
     assert table.attrs["dropped"] == 5 and table.set_index("term").loc["Residual", "df"] == 35 - 2
+
+
+def test_median_jackknife_never_drops_a_task():
+    """A task with one run is not left out by the jackknife (the bootstrap never drops a task)."""
+    values, tasks = [1.0, 2.0, 3.0, 10.0, 20.0, 7.0], ["a"] * 3 + ["b"] * 2 + ["c"]
+    jack = stats._leave_one_out(stats.Strata.of(values, tasks), stats.median)
+    assert len(jack) == 5 and np.all(jack == 7.0)

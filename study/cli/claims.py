@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from study.cli.common import UsageError, cli_errors, err, out, progress
@@ -53,7 +54,7 @@ def claims_cmd(
         table.add_column(col, overflow="fold")
     colour = {"yes": "green", "partly": "yellow", "no": "red", "not evaluated": "dim"}
     for r in results:
-        table.add_row(r.claim, r.reference, f"[{colour[r.verdict]}]{r.verdict}[/]", r.summary)
+        table.add_row(escape(r.claim), escape(r.reference), f"[{colour[r.verdict]}]{r.verdict}[/]", escape(r.summary))
     out.print(table)
     if json_path is not None:
         write_json(json_path, {"quick": quick, "claims": [r.to_dict() for r in results]})
@@ -66,9 +67,9 @@ def claims_cmd(
     failed = [f"{r.key} ({r.verdict})" for r in results if r.failed]
     skipped = [r.key for r in results if r.verdict == "not evaluated"]
     if skipped:
-        out.print(f"not evaluated in this run: {', '.join(skipped)}")
+        out.print(f"not evaluated in this run: {escape(', '.join(skipped))}")
     if failed:
-        out.print(f"[red]{len(failed)} of {len(results)} claims do not hold in full:[/] {', '.join(failed)}")
+        out.print(f"[red]{len(failed)} of {len(results)} claims do not hold in full:[/] {escape(', '.join(failed))}")
         raise typer.Exit(1)
     out.print(f"all {len(results) - len(skipped)} claims evaluated hold")
 
@@ -109,20 +110,22 @@ def fig3_on_results(folder: Path) -> list:
         values = values if isinstance(values, tuple) else (values,)
         setting = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in zip(keys, values, strict=True))
+        if group["control"].duplicated().any():
+            raise UsageError(f"--fig3-results {folder}: several cells per arm at {setting or 'one setting'} (seeds "
+                             "> 1); allowed: one cell per arm and setting, as czarnecki_fig3")
         by_control = dict(zip(group["control"], group["cell"], strict=True))
         if set(by_control) != set(C.FIG3_ARMS):
-            continue
+            missing = sorted(set(C.FIG3_ARMS) - set(by_control))
+            raise UsageError(f"--fig3-results {folder}: at {setting or 'one setting'} the arms {', '.join(missing)} "
+                             "are not finished; allowed: a study whose every arm has finished")
         first = {a: np.nan_to_num(per_mdp(reach, "steps_to_threshold", by_control[a]), nan=np.inf)
                  for a in C.FIG3_ARMS}
         kl = {m: {a: per_mdp(areas[m], "auc", by_control[a]) for a in C.FIG3_ARMS} for m in C.FIG3_KL.values()}
         verdict, evidence = C._fig3_grade(first, kl, every)
         evidence.update({"study": str(folder), "setting": dict(zip(keys, values, strict=True)),
                          "mdps": len(first["teacher"])})
-        lo, hi = evidence["ratio_ci95"]
-        owns = sum(w["own_arm_lowest"] for w in evidence["kl"].values())
-        summary = (f"{folder.name}, {setting or 'all cells'}, {len(first['teacher'])} grid worlds: teacher/student = "
-                   f"{evidence['ratio_teacher_over_student']:.2f} [{lo:.2f}, {hi:.2f}]; uniform slowest: "
-                   f"{evidence['uniform_slowest']}; arms lowest on KL under their own states: {owns} of 3")
+        summary = (f"{folder.name}, {setting or 'all cells'}, {len(first['teacher'])} grid worlds: "
+                   f"{C.fig3_summary(evidence)}")
         out.append(C.ClaimResult(f"fig3_student_driven_faster@{folder.name}/{setting.replace(', ', '/')}",
                                  next(c.claim for c in C.CLAIMS if c.key == "fig3_student_driven_faster"),
                                  "Czarnecki et al. 2019, Fig. 3", verdict, summary, evidence))

@@ -227,11 +227,11 @@ FIG2_LRS = (0.03, 0.1, 0.3)
 FIG2_TIME = 6000.0
 
 
-def _toy_engine_gap(choice: paper_toy.Choice, points: int = 5) -> float:
-    """The largest difference between the toy's written-out updates and ``exact.update_field`` on
-    ``generators.two_step_toy`` at random parameters, for both recipes. The engine's per-state loss is the
-    cross-entropy to a teacher, so this compares the cross-entropy toy (the paper's linear loss is checked
-    against the objective it descends in the tests)."""
+def _toy_engine_gap(points: int = 5) -> float:
+    """The largest difference between the cross-entropy toy's written-out updates (``paper_toy.CROSS_ENTROPY``)
+    and ``exact.update_field`` on ``generators.two_step_toy`` with its teacher, at random parameters, for both
+    recipes. The engine's per-state loss is the cross-entropy to a teacher, so only that toy compares (the
+    paper's linear loss is checked against the objective it descends, in the tests)."""
     mdp = gen.two_step_toy(F64)
     teacher = torch.tensor([paper_toy.CROSS_ENTROPY_LOGITS], dtype=F64)
     features = mdp.features
@@ -248,8 +248,8 @@ def _toy_engine_gap(choice: paper_toy.Choice, points: int = 5) -> float:
         for a, b in 2.0 * rng.standard_normal((points, 2)):
             theta = torch.tensor([[[a], [b]]], dtype=F64)
             engine = exact.update_field(v, mdp, teacher, logits, theta).flatten().tolist()
-            gap = max(gap, *(abs(x - y) for x, y in zip(paper_toy.update(name, (a, b), choice), engine,
-                                                          strict=True)))
+            mine = paper_toy.update(name, (a, b), paper_toy.CROSS_ENTROPY)
+            gap = max(gap, *(abs(x - y) for x, y in zip(mine, engine, strict=True)))
     return gap
 
 
@@ -290,7 +290,8 @@ def check_fig2_paper_toy(quick: bool) -> tuple[str, str, dict]:
     n = ", ".join(f"{o.kind} at lr {lr} to ({o.end_policy[0]:.3f}, {o.end_policy[1]:.3f})"
                   for lr, o in runs["n_distill_r"].items())
     summary = (f"on-policy distill + R: {on}; N-distill + R: {n}; the flow conserves cosh theta_0 + cosh theta_1 "
-               f"(a centre: eigenvalues at (0, 0) {eig[0].real:+.3f} +- {abs(eig[0].imag):.3f}i)")
+               f"(eigenvalues at (0, 0) {eig[0].real:+.3f} +- {abs(eig[0].imag):.3f}i"
+               f"{': a centre' if max(abs(eig.real)) < 1e-9 and min(abs(eig.imag)) > 0 else ''})")
     return _parts(all(cycles), all(settles)), summary, ev
 
 
@@ -300,7 +301,7 @@ def check_fig2_cross_entropy_toy(quick: bool) -> tuple[str, str, dict]:
     lrs = FIG2_LRS[1:] if quick else FIG2_LRS
     choice = paper_toy.CROSS_ENTROPY
     runs = _toy_runs(choice, lrs)
-    gap = _toy_engine_gap(choice)
+    gap = _toy_engine_gap()
     end = runs["on_policy_distill_r"][f"{lrs[-1]:g}"].end_policy
     eig = np.linalg.eigvals(paper_toy.jacobian("on_policy_distill_r", (paper_toy.logit(end[0]),
                                                                      paper_toy.logit(end[1])), choice))
@@ -318,7 +319,8 @@ def check_fig2_cross_entropy_toy(quick: bool) -> tuple[str, str, dict]:
                       "settles at every step size; the written-out updates are within 1e-9 of the exact engine's; "
                       "yes needs all")}
     summary = (f"on-policy distill + R settles at {tuple(round(x, 3) for x in end)} under {sum(damped)} of "
-               f"{len(lrs)} step sizes (eigenvalues {eig[0].real:.3f} +- {abs(eig[0].imag):.3f}i: a stable focus); "
+               f"{len(lrs)} step sizes (eigenvalues {eig[0].real:.3f} +- {abs(eig[0].imag):.3f}i"
+               f"{': a stable focus' if focus else ''}); "
                f"N-distill + R settles under {sum(settles)} of {len(lrs)}; written-out updates vs the exact "
                f"engine: {gap:.1e}")
     return _parts(all(damped) and focus, all(settles), matches), summary, ev
@@ -345,16 +347,17 @@ FIG3_KL = {"teacher": "kl_teacher", "student": "kl_student", "uniform": "kl_unif
 
 
 def _fig3_grade(first: dict[str, np.ndarray], kl_area: dict[str, dict[str, np.ndarray]],
-                every: int) -> tuple[str, dict[str, Any]]:
+                every: float) -> tuple[str, dict[str, Any]]:
     """Fig. 3's verdict from iterations to the target per arm and grid (inf: never reached) and the area under
     each arm's KL curve under each state distribution (``kl_area[distribution][arm]``, per grid).
 
     Parts: student-driven is faster than teacher-driven (the 95% bootstrap interval of the ratio of their mean
     iterations over grids where both got there lies above 1, and student-driven gets there on every grid);
-    about 3x (that interval inside ``ABOUT_3X``; its point estimate inside counts as half: "partly"); uniform
-    control is the slowest (the largest mean iterations, never reaching counting as slowest); on KL, each
-    control policy has the lowest mean area under its own state distribution (so teacher-driven wins only
-    there)."""
+    about 3x (that interval inside ``ABOUT_3X``; the point estimate inside alone does not hold it, and is
+    reported); uniform control is the slowest (it misses the target on more grids than either other arm, or
+    as many and takes the most iterations on average over the grids every arm reached); on KL, teacher-driven
+    distillation wins only under the teacher's own states (the lowest mean area there, and not the lowest
+    under the student's or the uniform state distribution)."""
     t_steps, s_steps = first["teacher"], first["student"]
     both = np.isfinite(t_steps) & np.isfinite(s_steps)
     t_c, s_c = t_steps[both], np.maximum(s_steps[both], every)  # reached at the first evaluation: one interval
@@ -363,23 +366,27 @@ def _fig3_grade(first: dict[str, np.ndarray], kl_area: dict[str, dict[str, np.nd
     faster = bool(lo > 1.0 and np.isfinite(s_steps).all() and both.sum() >= len(t_steps) / 2)
     about_ci = bool(ABOUT_3X[0] <= lo and hi <= ABOUT_3X[1])
     about_point = bool(ABOUT_3X[0] <= ratio <= ABOUT_3X[1])
-    means = {a: float(np.mean(np.where(np.isfinite(x), x, np.inf))) for a, x in first.items()}
-    uniform_slowest = bool(means["uniform"] >= max(means["teacher"], means["student"])
-                           and means["uniform"] > min(means["teacher"], means["student"]))
+    everyone = np.logical_and.reduce([np.isfinite(x) for x in first.values()])
+    missed = {a: int((~np.isfinite(x)).sum()) for a, x in first.items()}
+    common = {a: float(x[everyone].mean()) if everyone.any() else float("nan") for a, x in first.items()}
+    rank = {a: (missed[a], common[a]) for a in first}  # slower: more grids missed, then more iterations
+    uniform_slowest = all(rank["uniform"] > rank[a] for a in ("teacher", "student"))
     kl_wins = {}
-    for arm, metric in FIG3_KL.items():
+    for metric in FIG3_KL.values():
         by_arm = {a: float(kl_area[metric][a].mean()) for a in FIG3_ARMS}
-        kl_wins[metric] = {"lowest": min(by_arm, key=lambda a: by_arm[a]), "mean_area": by_arm,
-                           "own_arm_lowest": min(by_arm, key=lambda a: by_arm[a]) == arm}
-    kl_part = all(w["own_arm_lowest"] for w in kl_wins.values())
+        kl_wins[metric] = {"lowest": min(by_arm, key=lambda a: by_arm[a]), "mean_area": by_arm}
+    teacher_wins_only_on_its_states = (kl_wins["kl_teacher"]["lowest"] == "teacher"
+                                       and kl_wins["kl_student"]["lowest"] != "teacher"
+                                       and kl_wins["kl_uniform"]["lowest"] != "teacher")
     ev = {"ratio_teacher_over_student": ratio, "ratio_ci95": [lo, hi], "paper_ratio": "about 3",
-          "mdps_both_reached": int(both.sum()), "mean_iterations_to_target": means,
-          "reached": {a: int(np.isfinite(x).sum()) for a, x in first.items()},
+          "mdps_both_reached": int(both.sum()), "missed_target": missed,
+          "mean_iterations_to_target": {a: float(np.mean(x)) for a, x in first.items()},
+          "mean_iterations_where_every_arm_reached": common,
+          "reached": {a: len(x) - missed[a] for a, x in first.items()},
           "faster": faster, "about_3x_interval_inside": about_ci, "about_3x_point_inside": about_point,
           "about_3x_range": list(ABOUT_3X), "uniform_slowest": uniform_slowest, "kl": kl_wins,
-          "each_arm_lowest_kl_under_its_own_states": kl_part}
-    held = [faster, about_ci, uniform_slowest, kl_part]
-    return _parts(*held), ev
+          "teacher_driven_wins_on_kl_only_under_its_states": teacher_wins_only_on_its_states}
+    return _parts(faster, about_ci, uniform_slowest, teacher_wins_only_on_its_states), ev
 
 
 def check_student_driven_faster(quick: bool) -> tuple[str, str, dict]:
@@ -406,14 +413,20 @@ def check_student_driven_faster(quick: bool) -> tuple[str, str, dict]:
     ev["threshold"] = ("faster: 95% bootstrap CI of (teacher-driven / student-driven mean iterations to 90% of "
                        "the teacher's return) above 1 and student-driven reaching it on every grid; about 3x: that "
                        f"interval inside [{ABOUT_3X[0]:g}, {ABOUT_3X[1]:g}] (the point estimate inside alone does "
-                       "not hold it); uniform slowest: the largest mean iterations; KL: each control policy has "
-                       "the lowest mean area under the KL curve under its own state distribution; yes needs all "
-                       "four, partly some")
+                       "not hold it); uniform slowest: it misses the target on the most grids, or ties there and "
+                       "takes the most iterations where every arm reached it; KL: teacher-driven has the lowest "
+                       "mean area under the KL curve under the teacher's states and not under the student's or "
+                       "the uniform ones; yes needs all four, partly some")
+    return verdict, f"iterations to {frac:.0%} of the teacher's return: {fig3_summary(ev)}", ev
+
+
+def fig3_summary(ev: dict[str, Any]) -> str:
+    """One line of Fig. 3's evidence: the ratio with its interval, uniform slowest, who wins on KL where."""
     lo, hi = ev["ratio_ci95"]
-    owns = sum(w["own_arm_lowest"] for w in ev["kl"].values())
-    return verdict, (f"iterations to {frac:.0%} of the teacher's return: teacher/student = "
-                     f"{ev['ratio_teacher_over_student']:.2f} [{lo:.2f}, {hi:.2f}] (paper: about 3); uniform "
-                     f"slowest: {ev['uniform_slowest']}; arms lowest on KL under their own states: {owns} of 3"), ev
+    lowest = " / ".join(ev["kl"][m]["lowest"] for m in ("kl_teacher", "kl_student", "kl_uniform"))
+    return (f"teacher/student = {ev['ratio_teacher_over_student']:.2f} ({lo:.2f} to {hi:.2f}; paper: about 3); "
+            f"uniform slowest: {ev['uniform_slowest']}; lowest KL under the teacher's / student's / uniform "
+            f"states: {lowest}")
 
 
 def _fig4_grade(finals: dict[str, list[float]], counts: list[int]) -> tuple[str, dict[str, Any]]:
@@ -423,7 +436,8 @@ def _fig4_grade(finals: dict[str, list[float]], counts: list[int]) -> tuple[str,
     er, eer, opd = (finals[k] for k in ("entropy_regularised", "expected_entropy_regularised", "on_policy_distill"))
     degrades = er[-1] < er[0] - 0.5
     gaps = [abs(a - b) for a, b in zip(eer, opd, strict=True)]
-    close = max(gaps) <= CLOSE
+    close = bool(np.all(np.isfinite(gaps)) and np.max(gaps) <= CLOSE)
+    degrades = bool(np.isfinite(er[0]) and np.isfinite(er[-1]) and degrades)
     ev = {"entropy_regularised_degrades": degrades, "expected_stays_close": close,
           "expected_gap_to_on_policy": [round(g, 3) for g in gaps],
           "entropy_regularised_drop": er[0] - er[-1], "expected_entropy_regularised_drop": eer[0] - eer[-1],
@@ -605,7 +619,8 @@ def check_rusu_loss_order(quick: bool) -> tuple[str, str, dict]:
                                         "some; not evaluated without the studies' analyses "
                                         f"({', '.join(str(RESULTS / s / 'analysis') for s in RUSU_STUDIES)})")}
     if not means:
-        return "not evaluated", "no analysis of a Rusu loss study found", ev
+        return "not evaluated", (f"no analysis of a Rusu loss study found under {RESULTS.resolve()} (run from the "
+                                 "repository root)"), ev
     verdict, graded = _rusu_grade(means)
     ev.update(graded)
     return verdict, "; ".join(
