@@ -226,3 +226,21 @@ def test_claims_print_their_evidence_as_written(monkeypatch):
     monkeypatch.setattr(claims, "run_claims", lambda quick, only, on_done: [result])
     out = runner.invoke(app, ["claims"], env={"COLUMNS": "400"})
     assert out.exit_code == 1 and "ER [0.9, nan] and [bold]x[/bold]" in out.stdout
+
+
+@pytest.mark.parametrize(("verdicts", "code"), [(["yes", "not evaluated"], 0), (["yes", "partly"], 1),
+                                                (["not evaluated", "no"], 1)])
+def test_claims_exit_zero_only_when_every_evaluated_claim_holds(monkeypatch, verdicts, code):
+    """A claim not evaluated is reported as such and never counts as held; one that is partly or not held
+    fails the command."""
+    from study.tabular import claims
+
+    results = [claims.ClaimResult(f"k{i}", "a claim", "a paper", v, "evidence", {"threshold": "t"})
+               for i, v in enumerate(verdicts)]
+    monkeypatch.setattr(claims, "run_claims", lambda quick, only, on_done: results)
+    out = runner.invoke(app, ["claims"], env={"COLUMNS": "400"})
+    assert out.exit_code == code
+    if "not evaluated" in verdicts:
+        assert "not evaluated in this run" in out.stdout
+    if code == 0:
+        assert "all 1 claims evaluated hold" in out.stdout
