@@ -287,7 +287,8 @@ def _bounds(data: Strata, statistic: Statistic | PerTask, reps: int, level: floa
             jack = cluster_jackknife(data, statistic)
         else:
             jack = jackknife(data.values, statistic)
-        blo, bhi = bca_interval(boot, est, jack, level)
+        if len(jack) > 1:  # every task with a single unit: nothing to leave out, no BCa interval
+            blo, bhi = bca_interval(boot, est, jack, level)
     return est, lo, hi, blo, bhi
 
 

@@ -859,3 +859,13 @@ def test_median_jackknife_never_drops_a_task():
     values, tasks = [1.0, 2.0, 3.0, 10.0, 20.0, 7.0], ["a"] * 3 + ["b"] * 2 + ["c"]
     jack = stats._leave_one_out(stats.Strata.of(values, tasks), stats.median)
     assert len(jack) == 5 and np.all(jack == 7.0)
+
+
+def test_median_over_single_run_tasks_has_a_percentile_but_no_bca_interval():
+    """One run per task: the bootstrap still resamples, the jackknife has nothing to leave out."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bca = stats.interval([1.0, 2.0, 3.0], ["a", "b", "c"], stats.median, reps=200, method="bca")
+    assert bca.estimate == 2.0 and np.isnan([bca.lo, bca.hi]).all()
